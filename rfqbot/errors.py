@@ -1,0 +1,87 @@
+"""Error classes a caller can act on. Each message says what happened and what to do."""
+
+from __future__ import annotations
+
+EX_CONFIG = 78  # sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus keys on it
+
+
+class RfqbotError(Exception):
+    """Base of every error rfqbot raises on purpose."""
+
+
+class ConfigError(RfqbotError):
+    """A configuration problem: names the file, the key path, the YAML line where known."""
+
+    exit_code = EX_CONFIG
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
+                 line: int | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.line = line
+        self.detail = message
+        where = []
+        if file:
+            where.append(f"{file}:{line}" if line else file)
+        if key:
+            where.append(key)
+        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+
+class VenueError(RfqbotError):
+    """The venue answered with a documented error (4xx with ``{"code", "msg"}``).
+
+    ``code`` is always text (``"0001"``, ``"-1021"``): the venue sends both strings with leading
+    zeros and negative numbers, and comparing them as text keeps ``"0001"`` distinct from ``1``.
+    """
+
+    def __init__(self, code: str, message: str, http_status: int | None = None,
+                 endpoint: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: venue error {code} (HTTP {http_status}): {message}")
+
+
+class RateLimited(RfqbotError):
+    """HTTP 429: every request to this venue pauses until ``retry_after_s`` has passed."""
+
+    def __init__(self, retry_after_s: float, endpoint: str = "") -> None:
+        self.retry_after_s = retry_after_s
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: rate limited by the venue (HTTP 429); all requests pause "
+                         f"for {retry_after_s:.0f} s")
+
+
+class Banned(RfqbotError):
+    """HTTP 418: the venue blocked this IP after a 429. Nothing more is sent; a human must act."""
+
+    def __init__(self, endpoint: str = "", detail: str = "") -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: the venue banned this IP (HTTP 418) {detail}".rstrip()
+                         + "; rfqbot has stopped sending requests. Check request rates, wait for "
+                           "the ban to lapse, then restart.")
+
+
+class OutcomeUnknown(RfqbotError):
+    """A state-changing call (create, accept, decline) may or may not have happened.
+
+    HTTP 5xx, a timeout or a broken connection after the request left. Never retried
+    automatically: the journal records it and reconciliation asks the venue what happened.
+    """
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"{endpoint}: outcome unknown ({reason}); not retried, will reconcile "
+                         "from the venue's RFQ history")
+
+
+class TransportError(RfqbotError):
+    """A query (no state change) failed after its retries: network, TLS, 5xx, or bad JSON."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"{endpoint}: {reason}")

@@ -1,0 +1,108 @@
+"""Value normalisation shared by every decoder at the edge (REST results and stream frames).
+
+The venue's documents are loose: money arrives as strings or JSON numbers, timestamps in
+seconds or milliseconds, modes spelled ``real-time`` or ``REAL_TIME``, statuses as words
+(with ``statusInt`` beside them as a string). Each of those is absorbed here, once, so that
+everything inside rfqbot sees ``Decimal`` money, integer milliseconds and enums.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rfqbot.records import QuoteMode, RfqStatus
+
+# A Unix time below this many units is in seconds: 1e11 s is the year 5138, while 1e11 ms is
+# 1973-03-03. No venue timestamp we meet is from before 1973 in milliseconds, nor after 5138
+# in seconds, so the magnitude tells the unit unambiguously.
+_SECONDS_MS_BOUNDARY = 100_000_000_000
+
+
+class NormaliseError(ValueError):
+    """A field's value cannot be normalised; the message names the field and the value."""
+
+
+def to_ms(value: Any, field: str = "timestamp") -> int | None:
+    """Return a timestamp in integer milliseconds, deciding seconds vs ms by magnitude.
+
+    ``None`` and ``""`` mean "not given" and return ``None``. Booleans, negative numbers and
+    non-numeric strings are errors: a wrong timestamp must never be guessed into a plausible one.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise NormaliseError(f"{field}: expected a timestamp, got boolean {value!r}")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise NormaliseError(f"{field}: expected a timestamp, got {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise NormaliseError(f"{field}: expected a non-negative timestamp, got {value!r}")
+    if number < _SECONDS_MS_BOUNDARY:
+        number = number * 1000
+    return int(number)
+
+
+def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
+    """Return money as ``Decimal`` from a JSON string or number; ``None``/``""`` mean not given.
+
+    JSON numbers reach us as ``int`` or ``float`` when a plain ``json`` parser was used; a float
+    is converted through ``repr`` (shortest round-trip text), never through binary arithmetic,
+    so ``120001.1`` stays ``Decimal('120001.1')``. Decoders should parse JSON with
+    ``parse_float=Decimal`` so that floats never appear at all.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise NormaliseError(f"{field}: expected a decimal number, got boolean {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, (int, str)):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise NormaliseError(f"{field}: expected a decimal number, got {value!r}") from None
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    else:
+        raise NormaliseError(f"{field}: expected a decimal number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
+    return result
+
+
+def to_int(value: Any, field: str = "value") -> int | None:
+    """Return an ``int`` from a JSON number or a numeric string (``statusInt`` is a string)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise NormaliseError(f"{field}: expected an integer, got boolean {value!r}")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise NormaliseError(f"{field}: expected an integer, got {value!r}") from None
+    if not number.is_finite() or number != number.to_integral_value():
+        raise NormaliseError(f"{field}: expected an integer, got {value!r}")
+    return int(number)
+
+
+def to_status(value: Any) -> tuple[RfqStatus, str]:
+    """Return ``(status, raw)``; an unknown word maps to ``RfqStatus.UNKNOWN`` with raw kept."""
+    raw = "" if value is None else str(value)
+    return RfqStatus.parse(raw), raw
+
+
+def to_mode(value: Any) -> tuple[QuoteMode, str]:
+    """Return ``(mode, raw)`` for ``real-time``/``REAL_TIME``/``delayed``/``DELAYED``/1/2."""
+    raw = "" if value is None else str(value)
+    return QuoteMode.parse(raw), raw
+
+
+def to_text(value: Any) -> str | None:
+    """Return an identifier or name as text; ``None``/``""`` mean not given."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (dict, list)):
+        raise NormaliseError(f"expected text, got {type(value).__name__}")
+    return str(value)

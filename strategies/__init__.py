@@ -1,0 +1,1 @@
+"""Accept/decline strategies: pure functions of (RFQ, quotes, market context, time)."""
