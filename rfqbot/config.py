@@ -1,0 +1,392 @@
+"""Configuration: YAML -> typed, validated ``Settings``; credentials from env or systemd.
+
+Strict on purpose: an unknown key is an error (a typo must never be silently ignored), every
+error names the file, the key path (``strategies.BTC/USDT[0].limit_price``) and the YAML line,
+and YAML floats are built as ``Decimal`` so ``limit_price: 70000.1`` is exactly that.
+Secrets never live in the YAML; a value that looks like one is rejected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from rfqbot.config_yaml import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
+from rfqbot.config_checks import check_inline_secrets, pydantic_errors_to_config_error
+from rfqbot.errors import ConfigError
+from rfqbot.venues import PROFILES, VenueProfile
+
+DEFAULT_CONFIG_FILE = "config.yaml"
+ProfileName = Literal["hashkey-sg", "hashkey-sg-sandbox", "hashkey-global", "hashkey-global-sandbox", "simulator"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_url(value: str | None, schemes: tuple[str, str]) -> str | None:
+    """Plain http/ws only to loopback: TLS verification is always on towards a real venue."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be a URL starting with {schemes[0]}:// or {schemes[1]}://")
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme == schemes[0] and not loopback:
+        raise ValueError(f"plain {schemes[0]}:// is allowed only to 127.0.0.1/localhost; "
+                         f"use {schemes[1]}://")
+    return value.rstrip("/")
+
+
+class VenueSettings(_Strict):
+    name: ProfileName = "hashkey-sg-sandbox"
+    rest_url: str | None = None
+    ws_url: str | None = None
+    api_key_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+$")
+    ca_file: str | None = None
+    recv_window_ms: int = Field(default=5000, ge=1, le=60000)
+    connect_timeout_s: Decimal = Field(default=Decimal(3), gt=0, le=60)
+    read_timeout_s: Decimal = Field(default=Decimal(10), gt=0, le=300)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_url(cls, v: str | None) -> str | None:
+        return _check_url(v, ("http", "https"))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, v: str | None) -> str | None:
+        return _check_url(v, ("ws", "wss"))
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"CA file {v!r} does not exist or is not a file")
+        return v
+
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class CredentialsSettings(_Strict):
+    api_key_env: str = Field(default="RFQBOT_API_KEY", pattern=_ENV_NAME)
+    api_secret_env: str = Field(default="RFQBOT_API_SECRET", pattern=_ENV_NAME)
+
+
+class JournalSettings(_Strict):
+    path: str = "./rfqbot-journal.db"
+
+
+class LoggingSettings(_Strict):
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class StreamsSettings(_Strict):
+    public_topics: list[Literal["rfqs", "quotes"]] = Field(default_factory=lambda: ["rfqs", "quotes"])
+    spot_symbols: list[str] = Field(default_factory=list)
+    ping_interval_s: int = Field(default=10, ge=1, le=300)
+    public_stale_after_s: int = Field(default=30, ge=1)
+    private_stale_after_s: int = Field(default=75, ge=1)
+    reconnect_max_backoff_s: int = Field(default=30, ge=1, le=3600)
+
+    @field_validator("spot_symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        for symbol in v:
+            if not symbol.isalnum() or symbol.upper() != symbol:
+                raise ValueError(f"spot symbol {symbol!r} must be upper-case letters and digits, like BTCUSDT")
+        return v
+
+
+class ListenKeySettings(_Strict):
+    extend_every_s: int = Field(default=1800, ge=60, le=3300)
+    fresh_key_grace_s: int = Field(default=10, ge=0, le=600)
+
+
+class EngineSettings(_Strict):
+    min_time_left_ms: int = Field(default=2000, ge=0)
+    shutdown_drain_s: int = Field(default=10, ge=0, le=600)
+    accept_workers: int = Field(default=2, ge=1, le=16)
+
+
+class ReconcileSettings(_Strict):
+    every_s: int = Field(default=30, ge=5)
+
+
+class ClockSyncSettings(_Strict):
+    every_s: int = Field(default=300, ge=10)
+
+
+def _positive_amounts(v: dict[str, Decimal]) -> dict[str, Decimal]:
+    for ccy, amount in v.items():
+        if amount <= 0:
+            raise ValueError(f"{ccy}: amount must be greater than 0, got {amount}")
+    return v
+
+
+class RiskSettings(_Strict):
+    max_accepts_per_minute: int = Field(default=10, ge=1)
+    max_open_rfqs: int = Field(default=20, ge=1)
+    max_rfq_amount: dict[str, Decimal] = Field(default_factory=dict)
+    daily_notional: dict[str, Decimal] = Field(default_factory=dict)
+    kill_switch_file: str | None = None
+
+    @field_validator("max_rfq_amount", "daily_notional")
+    @classmethod
+    def _amounts(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        return _positive_amounts(v)
+
+
+class ScheduledRfq(_Strict):
+    every: str | None = None
+    cron: str | None = None
+    buy: str = Field(pattern=r"^[A-Z0-9]{2,15}$")
+    sell: str = Field(pattern=r"^[A-Z0-9]{2,15}$")
+    sell_amount: Decimal = Field(gt=0)
+    mode: Literal["real-time", "delayed"]
+    expire_sec: int = Field(default=600, ge=600, le=3600)
+    client_id_prefix: str = Field(default="rfqbot", pattern=r"^[A-Za-z0-9_-]{1,20}$")
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {v!r} ({exc}); use five fields like '0 * * * *'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "ScheduledRfq":
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' (like 30s, 5m, 1h) or 'cron' (like '0 * * * *')")
+        if self.buy == self.sell:
+            raise ValueError(f"buy and sell are both {self.buy}; they must differ")
+        return self
+
+    @property
+    def every_s(self) -> int | None:
+        return parse_duration(self.every) if self.every is not None else None
+
+
+class AlertsSettings(_Strict):
+    webhook_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return _check_url(v, ("http", "https"))
+
+
+class Settings(_Strict):
+    venue: VenueSettings = Field(default_factory=VenueSettings)
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    listen_key: ListenKeySettings = Field(default_factory=ListenKeySettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    clock_sync: ClockSyncSettings = Field(default_factory=ClockSyncSettings)
+    strategies: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    rfqs: list[ScheduledRfq] = Field(default_factory=list)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    _file: str | None = PrivateAttr(default=None)
+    _chains: Any = PrivateAttr(default=None)
+
+    @field_validator("strategies")
+    @classmethod
+    def _steps_have_use(cls, v: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        # Full parameter checks belong to strategies.compile_chains; this is the floor.
+        for pair, steps in v.items():
+            if pair != "*" and (pair.count("/") != 1 or not all(pair.split("/"))):
+                raise ValueError(f"pair {pair!r} must look like BTC/USDT, or be * for every pair")
+            for i, step in enumerate(steps):
+                if not isinstance(step.get("use"), str) or not step["use"]:
+                    raise ValueError(f"{pair}[{i}]: every step needs 'use: <strategy name>'")
+        return v
+
+    @property
+    def file(self) -> str | None:
+        """The YAML file these settings came from (None when built in code)."""
+        return self._file
+
+    @property
+    def chains(self) -> Any:
+        """Compiled strategy chains (``strategies.ChainSet``), or None before strategies land."""
+        return self._chains
+
+    def profile(self) -> VenueProfile:
+        """The effective venue: the named profile with ``venue.*`` overrides applied."""
+        v = self.venue
+        return PROFILES[v.name].with_overrides(
+            rest_url=v.rest_url, ws_url=v.ws_url, api_key_header=v.api_key_header, ca_file=v.ca_file,
+            recv_window_ms=v.recv_window_ms, connect_timeout_s=float(v.connect_timeout_s),
+            read_timeout_s=float(v.read_timeout_s),
+        )
+
+
+def resolve_config_path(path: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """``--config PATH`` > ``$RFQBOT_CONFIG`` > ``./config.yaml``."""
+    environ = os.environ if env is None else env
+    return path or environ.get("RFQBOT_CONFIG") or DEFAULT_CONFIG_FILE
+
+
+def load_config(path: str | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Load, validate and compile the configuration; raise ``ConfigError`` on any problem."""
+    file = resolve_config_path(path, env)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found; pass --config PATH, set RFQBOT_CONFIG, or create "
+                          "./config.yaml (see the shipped example)", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", file=file) from None
+    return load_config_text(text, file=file)
+
+
+def load_config_text(text: str, *, file: str = "<config>") -> Settings:
+    """Validate YAML ``text`` as if read from ``file`` (for tests and reloads)."""
+    data, lines = load_yaml_with_lines(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of sections (venue:, credentials:, ...)",
+                          file=file, line=1)
+    check_inline_secrets(data, file, lines)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_errors_to_config_error(exc, data, lines, file, Settings) from None
+    settings._file = file
+    settings._chains = _compile_strategies(settings, file, lines)
+    return settings
+
+
+def _compile_strategies(settings: Settings, file: str, lines: Mapping[str, int]) -> Any:
+    """Call ``strategies.compile_chains`` when the strategies package provides it."""
+    try:
+        module = importlib.import_module("strategies")
+    except ImportError:
+        return None
+    compile_chains = getattr(module, "compile_chains", None)
+    if compile_chains is None:
+        return None
+    try:
+        return compile_chains(settings.strategies, file=file)
+    except ConfigError as exc:
+        if exc.line is None and exc.key:
+            raise ConfigError(exc.detail, file=exc.file or file, key=exc.key,
+                              line=_line_for(exc.key, lines)) from None
+        raise
+
+
+def _line_for(key: str, lines: Mapping[str, int]) -> int | None:
+    """Line of ``key`` or of its nearest ancestor that has one."""
+    while key:
+        if key in lines:
+            return lines[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """API key and secret. Never printed: ``repr``/``str`` show only that they are set."""
+
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    source: str = "environment"
+
+    def __repr__(self) -> str:
+        return f"Credentials(api_key='***', api_secret='***', source={self.source!r})"
+
+    __str__ = __repr__
+
+
+def load_credentials(settings: Settings, env: Mapping[str, str] | None = None) -> Credentials:
+    """API credentials: ``$CREDENTIALS_DIRECTORY/api-key|api-secret`` win over the env vars."""
+    environ = os.environ if env is None else env
+    names = settings.credentials
+    values: dict[str, str] = {}
+    sources: set[str] = set()
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    for field_name, file_name, env_name in (("api_key", "api-key", names.api_key_env),
+                                            ("api_secret", "api-secret", names.api_secret_env)):
+        if cred_dir:
+            candidate = Path(cred_dir) / file_name
+            if candidate.is_file():
+                try:
+                    value = candidate.read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"cannot read systemd credential {candidate}: {exc}",
+                                      key=f"credentials.{field_name}_env") from None
+                if value:
+                    values[field_name] = value
+                    sources.add("systemd credentials")
+                    continue
+        value = (environ.get(env_name) or "").strip()
+        if value:
+            values[field_name] = value
+            sources.add("environment")
+            continue
+        where = f"set environment variable {env_name}"
+        where += (f" or create {Path(cred_dir) / file_name}" if cred_dir
+                  else f" (or provide '{file_name}' with systemd LoadCredential=)")
+        raise ConfigError(f"no API {field_name.split('_')[1]} found: {where}",
+                          file=settings.file, key=f"credentials.{field_name}_env")
+    from rfqbot.logs import register_secret
+
+    register_secret(values["api_key"])
+    register_secret(values["api_secret"])
+    return Credentials(values["api_key"], values["api_secret"], " + ".join(sorted(sources)))
+
+
+def redacted_dict(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data for ``check-config``, secrets masked."""
+    from rfqbot.logs import redact_value
+
+    data = settings.model_dump(mode="json")
+    profile = settings.profile()
+    data["venue"] = {
+        "name": profile.name, "rest_url": profile.rest_url, "ws_url": profile.ws_url,
+        "api_key_header": profile.api_key_header, "signer": profile.signer, "ca_file": profile.ca_file,
+        "recv_window_ms": profile.recv_window_ms, "connect_timeout_s": str(settings.venue.connect_timeout_s),
+        "read_timeout_s": str(settings.venue.read_timeout_s),
+    }
+    if data["alerts"].get("webhook_url"):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(data["alerts"]["webhook_url"])
+        # Webhook paths often embed a token: show only where it goes.
+        data["alerts"]["webhook_url"] = f"{parts.scheme}://{parts.netloc}/***"
+    return {key: redact_value(value, key) for key, value in data.items()}
+
+
+__all__ = [
+    "ConfigError", "Credentials", "Settings", "ScheduledRfq", "VenueSettings", "format_path", "load_config",
+    "load_config_text", "load_credentials", "parse_duration", "redacted_dict", "resolve_config_path",
+]

@@ -1,0 +1,276 @@
+"""Signed REST client for one venue: pooling, clock offset, pacing, and failures turned into errors.
+
+Every failure a caller can act on becomes one of the classes in ``rfqbot.errors``. The line
+that matters most: a state-changing call (create, accept, decline) that may have reached the
+venue is never retried here; it raises ``OutcomeUnknown`` and reconciliation finds out what
+happened. Queries are safe to repeat and retry with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Sequence
+
+import requests
+import structlog
+from requests.adapters import HTTPAdapter
+
+from rfqbot.backoff import Backoff
+from rfqbot.clock import Clock, SystemClock, VenueClock
+from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.events import VenueCall
+from rfqbot.normalise import NormaliseError, to_int
+from rfqbot.pacing import CallKind, RateGate, gate_for, key_fingerprint
+from rfqbot.signing import SignedRequest, get_signer
+from rfqbot.venues import VenueProfile
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PAUSE_S = 60.0
+SUCCESS_CODES = frozenset({"0", "00", "000", "0000", "200"})
+# Venue codes that say the venue itself does not know whether an order-type call executed.
+OUTCOME_UNKNOWN_CODES = frozenset({"-1000", "-1001", "-1006", "-1007"})
+CLOCK_RESYNC_CODE = "-1021"
+# Parameters that grant access; the observer and the logs get a fingerprint instead.
+_SECRET_PARAMS = frozenset({"listenKey", "signature"})
+
+_SYSTEM_CLOCK = SystemClock()
+
+
+def venue_code(body: Any) -> str | None:
+    """The venue's error code as text: ``"0001"`` stays ``"0001"``, ``-1021`` becomes ``"-1021"``."""
+    if isinstance(body, Mapping) and "code" in body and body["code"] is not None:
+        code = body["code"]
+        if isinstance(code, Decimal) and code == code.to_integral_value():
+            code = int(code)
+        return str(code).strip()
+    return None
+
+
+class _CaAddingAdapter(HTTPAdapter):
+    """Trust the system CAs *plus* ``ca_file`` (requests' ``verify=path`` would replace them)."""
+
+    def __init__(self, ca_file: str, **kwargs: Any) -> None:
+        self._context = ssl.create_default_context()
+        self._context.load_verify_locations(cafile=ca_file)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _Retry(Exception):
+    """A query attempt failed in a way that may pass on retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RestClient:
+    """HTTP transport for one venue profile and one API key; thread-safe for concurrent calls."""
+
+    def __init__(self, profile: VenueProfile, api_key: str | None = None, api_secret: str | None = None, *,
+                 clock: Clock | None = None, observer: Callable[[VenueCall], None] | None = None,
+                 on_ban: Callable[[Banned], None] | None = None, gate: RateGate | None = None,
+                 query_retries: int = 2, backoff_base_s: float = 0.5, backoff_cap_s: float = 5.0) -> None:
+        self.profile = profile
+        self.clock = clock or _SYSTEM_CLOCK
+        self.venue_clock = VenueClock(self.clock)
+        self.observer = observer
+        self.on_ban = on_ban
+        self.gate = gate or gate_for(self.clock, api_key)
+        self.query_retries = query_retries
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._signer = get_signer(profile.signer)
+        self._base = profile.rest_url.rstrip("/")
+        self._timeout = (profile.connect_timeout_s, profile.read_timeout_s)
+        self.session = requests.Session()
+        self.session.trust_env = False  # no .netrc credentials or env CA overrides sneaking in
+        adapter: HTTPAdapter = (_CaAddingAdapter(profile.ca_file, pool_connections=1, pool_maxsize=8)
+                                if profile.ca_file else HTTPAdapter(pool_connections=1, pool_maxsize=8))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- the one request path -------------------------------------------------------------
+
+    def request(self, method: str, path: str, params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), *,
+                signed: bool = True, kind: CallKind = "query") -> Any:
+        """Send one call and return its decoded JSON (``Decimal`` for every fractional number).
+
+        ``kind="order"`` marks a state-changing call: paced at the order rate and never
+        retried after it may have reached the venue. A ``-1021`` (timestamp outside
+        recvWindow) means the venue refused it, so the clock is resynced and the call sent
+        once more.
+        """
+        items = [(k, str(v)) for k, v in (params.items() if isinstance(params, Mapping) else params)
+                 if v is not None]
+        resynced = False
+        retries = 0
+        backoff: Backoff | None = None
+        while True:
+            try:
+                return self._send_once(method.upper(), path, items, signed, kind)
+            except VenueError as exc:
+                if exc.code != CLOCK_RESYNC_CODE or resynced:
+                    raise
+                resynced = True
+                log.warning("venue clock skew; resyncing and retrying once", endpoint=path)
+                self.sync_clock()
+            except _Retry as exc:
+                retries += 1
+                if retries > self.query_retries:
+                    raise TransportError(path, f"{exc.reason} (gave up after {retries} attempts)") from None
+                backoff = backoff or Backoff(*self._backoff)
+                self.clock.sleep(backoff.next_delay())
+
+    def prepare(self, method: str, path: str, items: Sequence[tuple[str, str]], signed: bool) -> SignedRequest:
+        """Encode and sign a request at the current venue time (the single construction point)."""
+        return self._signer.prepare(
+            method, path, items, api_key=self._api_key, api_secret=self._api_secret,
+            api_key_header=self.profile.api_key_header, timestamp_ms=self.venue_clock.now_ms(),
+            recv_window_ms=self.profile.recv_window_ms, signed=signed)
+
+    def _send_once(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind) -> Any:
+        self.gate.before_send(kind, path)
+        prepared = self.prepare(method, path, items, signed)
+        url = self._base + path + (f"?{prepared.query}" if prepared.query else "")
+        report = _CallReport(self, method, path, items, kind)
+        try:
+            response = self.session.request(method, url, data=prepared.body, headers=prepared.headers,
+                                            timeout=self._timeout, verify=True, allow_redirects=False)
+        except requests.RequestException as exc:
+            reason = f"{type(exc).__name__}: request failed ({_short(exc)})"
+            return report.failed(None, None, reason)
+        status = response.status_code
+        text = response.text
+        if status == 429:
+            pause = _retry_after(response.headers.get("Retry-After"))
+            self.gate.pause(pause)
+            report.done(status, venue_code(_parse(text)), "error", f"rate limited; pausing {pause:.0f} s")
+            raise RateLimited(pause, path)
+        if status == 418:
+            self.gate.ban()
+            report.done(status, venue_code(_parse(text)), "error", "banned (HTTP 418)")
+            banned = Banned(path)
+            log.critical("venue banned this IP; rfqbot stops sending requests", endpoint=path, status=status)
+            if self.on_ban is not None:
+                try:
+                    self.on_ban(banned)
+                except Exception:  # a broken callback must not hide the ban
+                    log.exception("on_ban callback failed")
+            raise banned
+        body = _parse(text)
+        code = venue_code(body)
+        if status >= 500:
+            return report.failed(status, code, f"HTTP {status} from the venue")
+        if kind == "order" and code in OUTCOME_UNKNOWN_CODES:
+            return report.failed(status, code, f"venue code {code}: execution status unknown")
+        message = str(body.get("msg", "")) if isinstance(body, Mapping) else ""
+        if status >= 400 or (code is not None and code not in SUCCESS_CODES and message):
+            report.done(status, code, "error", message or f"HTTP {status}")
+            raise VenueError(code or f"HTTP{status}", message or (text[:200] if text else f"HTTP {status}"),
+                             status, path)
+        if status < 200 or status >= 300:
+            return report.failed(status, code, f"unexpected HTTP {status}")
+        if body is _UNPARSED and text.strip():
+            return report.failed(status, code, "the response body is not JSON")
+        report.done(status, code, "ok")
+        return None if body is _UNPARSED else body
+
+    # --- clock ----------------------------------------------------------------------------
+
+    def sync_clock(self) -> int:
+        """Measure the venue clock offset from ``GET /api/v1/time``; return it in ms."""
+        before = self.clock.now_ms()
+        body = self.request("GET", "/api/v1/time", signed=False)
+        after = self.clock.now_ms()
+        try:
+            server_ms = to_int(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
+        except NormaliseError as exc:
+            raise TransportError("/api/v1/time", f"bad serverTime: {exc}") from None
+        if server_ms is None:
+            raise TransportError("/api/v1/time", "response has no serverTime")
+        offset = server_ms - (before + after) // 2
+        self.venue_clock.set_offset(offset)
+        log.info("venue clock synced", offset_ms=offset, round_trip_ms=after - before)
+        return offset
+
+
+class _Unparsed:
+    def __repr__(self) -> str:
+        return "<unparsed>"
+
+
+_UNPARSED: Any = _Unparsed()
+
+
+def _parse(text: str) -> Any:
+    if not text or not text.strip():
+        return _UNPARSED
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return _UNPARSED
+
+
+def _retry_after(value: str | None) -> float:
+    if value:
+        try:
+            seconds = float(Decimal(value.strip()))
+        except ArithmeticError:
+            return DEFAULT_PAUSE_S
+        if 0 < seconds <= 3600:
+            return seconds
+    return DEFAULT_PAUSE_S
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+class _CallReport:
+    """Times one HTTP attempt and reports it to the observer and the log, without secrets."""
+
+    def __init__(self, client: RestClient, method: str, path: str, items: Sequence[tuple[str, str]],
+                 kind: CallKind) -> None:
+        self.client = client
+        self.method = method
+        self.path = path
+        self.kind = kind
+        self.params = {k: (f"#{key_fingerprint(v)}" if k in _SECRET_PARAMS else v) for k, v in items}
+        self.started = time.perf_counter()
+
+    def failed(self, status: int | None, code: str | None, reason: str) -> Any:
+        """Report, then raise: ``OutcomeUnknown`` for order-type calls, a retry for queries."""
+        if self.kind == "order":
+            self.done(status, code, "unknown", reason)
+            raise OutcomeUnknown(self.path, reason)
+        self.done(status, code, "error", reason)
+        raise _Retry(reason)
+
+    def done(self, status: int | None, code: str | None, outcome: str, error: str = "") -> None:
+        duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        level = log.info if outcome == "ok" else log.warning
+        level("venue call", method=self.method, endpoint=self.path, status=status, venue_code=code,
+              duration_ms=duration_ms, outcome=outcome, error=error or None)
+        observer = self.client.observer
+        if observer is None:
+            return
+        call = VenueCall(received_ms=self.client.clock.now_ms(), method=self.method, endpoint=self.path,
+                         params=dict(self.params), http_status=status, venue_code=code,
+                         duration_ms=duration_ms, outcome=outcome, error=error)  # type: ignore[arg-type]
+        try:
+            observer(call)
+        except Exception:  # the observer only enqueues; its failure must not fail the call
+            log.exception("venue call observer failed", endpoint=self.path)
