@@ -1,0 +1,308 @@
+"""The journal: an append-only, hash-chained SQLite log of everything rfqbot saw and did.
+
+Why these settings:
+
+- **WAL + synchronous=FULL.** A decision to accept is committed before the accept request
+  leaves; after a power cut the journal must still say that the accept may be in flight. In WAL
+  mode ``synchronous=NORMAL`` survives a process crash but may lose the last commits on power
+  loss; ``FULL`` fsyncs the WAL on every commit, so a returned ``append`` is on disk. Market
+  data bursts use ``batch()`` (one commit, one fsync) to keep that affordable.
+- **One writer.** The engine thread is the only writer; a lock guards the connection anyway so
+  a misuse is slow rather than corrupt. Readers (CLI, audit) open read-only connections.
+- **Hash chain.** Each row's ``hash`` is sha256 over the previous hash and the row's canonical
+  fields, so an edited, deleted or reordered row is found by ``verify_chain``.
+- **File mode 0600.** The journal holds the account's trading history. SQLite creates the
+  ``-wal`` and ``-shm`` files with the main file's permissions.
+- **Schema version** lives in ``PRAGMA user_version``; ``_MIGRATIONS`` upgrades in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import sqlite_utils
+import structlog
+
+from rfqbot.clock import Clock
+from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, EventRow, project
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or written; the message says which file and what to do."""
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"cannot journal a {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, Decimal as its exact string, enums as values."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_to_jsonable, ensure_ascii=False)
+
+
+def row_hash(prev_hash: str, seq: int, local_ms: int, venue_ms: int | None, source: str, kind: str,
+             rfq_id: str | None, quote_id: str | None, payload: str) -> str:
+    """sha256 over the previous hash and the row's canonical fields (payload as stored)."""
+    body = canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload])
+    return hashlib.sha256(f"{prev_hash}|{body}".encode("utf-8")).hexdigest()
+
+
+@dataclass
+class JournalState:
+    """What a restarting engine needs: own RFQs with their last state, accepts in doubt."""
+
+    rfqs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown_accepts: list[dict[str, Any]] = field(default_factory=list)
+    recent_accepts: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int = 0
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    db["events"].create({"seq": int, "local_ms": int, "venue_ms": int, "source": str, "kind": str,
+                         "rfq_id": str, "quote_id": str, "payload": str, "prev_hash": str, "hash": str},
+                        pk="seq", not_null={"local_ms", "source", "kind", "payload", "prev_hash", "hash"})
+    db["events"].create_index(["rfq_id"], index_name="idx_events_rfq")
+    db["events"].create_index(["quote_id"], index_name="idx_events_quote")
+    db["events"].create_index(["local_ms"], index_name="idx_events_time")
+    db["events"].create_index(["kind"], index_name="idx_events_kind")
+    for statement in SCHEMA_V1:
+        conn.execute(statement)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+"""version -> function that upgrades a journal at version-1 to it (1: create from empty)."""
+
+
+class Journal:
+    """The single-writer journal. ``append`` returns after the row is committed (fsynced)."""
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._batch_depth = 0
+        self._batch_start: tuple[int, str] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            if self.path.stat().st_mode & 0o077:
+                log.warning("journal.permissions_tightened", path=str(self.path))
+                os.chmod(self.path, 0o600)
+            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}; check the directory exists and is "
+                               "writable by rfqbot (journal.path in the config)") from exc
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(f"journal {self.path}: SQLite refused WAL mode (got {mode}); use a local disk")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+        row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(f"journal {self.path} has schema version {version}, newer than this rfqbot "
+                               f"({SCHEMA_VERSION}); upgrade rfqbot or point journal.path elsewhere")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                _MIGRATIONS[target](self._conn)
+                self._conn.execute(f"PRAGMA user_version = {target}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            log.info("journal.migrated", path=str(self.path), version=target)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def append(self, kind: str, *, source: str, payload: Mapping[str, Any], rfq_id: str | None = None,
+               quote_id: str | None = None, venue_ms: int | None = None) -> int:
+        """Append one event (and its projection); returns its seq once committed (or, inside
+        ``batch()``, once written to the open transaction)."""
+        text = canonical_json(payload)
+        with self._lock:
+            own_txn = self._batch_depth == 0
+            if own_txn:
+                self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._last_seq + 1
+                local_ms = int(self.clock.now_ms())
+                digest = row_hash(self._last_hash, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text)
+                self._conn.execute(
+                    "INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, "
+                    "prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text, self._last_hash, digest))
+                self._apply_projection(EventRow(seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
+                                                json.loads(text)))
+                if own_txn:
+                    self._conn.execute("COMMIT")
+            except BaseException:
+                if own_txn:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._last_seq, self._last_hash = seq, digest
+            return seq
+
+    def _apply_projection(self, row: EventRow) -> None:
+        """Apply derived-table updates in a savepoint: a projection bug loses a view, never an event."""
+        self._conn.execute("SAVEPOINT projection")
+        try:
+            for sql, params in project(row):
+                self._conn.execute(sql, params)
+        except (sqlite3.Error, TypeError, ValueError, KeyError) as exc:
+            self._conn.execute("ROLLBACK TO projection")
+            log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
+                      fix="run the journal rebuild to regenerate derived tables")
+        self._conn.execute("RELEASE projection")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group appends into one transaction (one fsync), e.g. a burst of market data."""
+        with self._lock:
+            if self._batch_depth == 0:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._batch_start = (self._last_seq, self._last_hash)
+            self._batch_depth += 1
+            try:
+                yield
+            except BaseException:
+                self._batch_depth -= 1
+                if self._batch_depth == 0:
+                    self._conn.execute("ROLLBACK")
+                    assert self._batch_start is not None
+                    self._last_seq, self._last_hash = self._batch_start
+                raise
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self._conn.execute("COMMIT")
+
+    def rebuild_projections(self) -> int:
+        """Drop and rebuild every derived table from ``events``; returns the number of events replayed."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table in DERIVED_TABLES:
+                    self._conn.execute(f"DELETE FROM {table}")
+                count = 0
+                for row in self._conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, "
+                                              "payload FROM events ORDER BY seq").fetchall():
+                    for sql, params in project(EventRow(*row[:7], json.loads(row[7]))):
+                        self._conn.execute(sql, params)
+                    count += 1
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return count
+
+    # --- reading ----------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (tests, diagnostics). Reads on the writer's connection."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def verify_chain(self) -> int | None:
+        """The first seq whose hash (or link to the previous row) does not verify, or None."""
+        with self._lock:
+            return verify_rows(self._conn)
+
+    def load_state(self, *, since_ms: int | None = None) -> JournalState:
+        """Restart recovery: own RFQs' last state, accepts whose outcome is unknown, and accepts
+        since ``since_ms`` (venue time) that were not definitively refused (for risk counters)."""
+        state = JournalState(last_seq=self._last_seq)
+        for row in self.query("SELECT * FROM rfqs WHERE own = 1"):
+            for money in ("buy_amount", "sell_amount", "price"):
+                row[money] = Decimal(row[money]) if row[money] is not None else None
+            state.rfqs[row["rfq_id"]] = row
+        state.unknown_accepts = self.query(
+            "SELECT seq AS decision_seq, rfq_id, quote_id, price, at_ms, result_outcome FROM decisions "
+            "WHERE action = 'accept' AND (result_outcome IS NULL OR result_outcome = 'unknown') ORDER BY seq")
+        if since_ms is not None:
+            for row in self.query("SELECT at_ms, amounts, rfq_id FROM decisions WHERE action = 'accept' AND "
+                                  "at_ms >= ? AND (result_outcome IS NULL OR result_outcome != 'rejected') "
+                                  "ORDER BY seq", (since_ms,)):
+                amounts = json.loads(row["amounts"]) if row["amounts"] else {}
+                state.recent_accepts.append({"at_ms": row["at_ms"], "rfq_id": row["rfq_id"],
+                                             "amounts": {k: Decimal(v) for k, v in amounts.items()}})
+        return state
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("journal.checkpoint_failed", error=str(exc))
+            self._conn.close()
+
+
+def verify_rows(conn: sqlite3.Connection) -> int | None:
+    """Walk ``events`` in seq order recomputing the chain; the first bad seq, or None."""
+    prev = GENESIS_HASH
+    expected_seq = None
+    for seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, digest in conn.execute(
+            "SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, hash "
+            "FROM events ORDER BY seq"):
+        if expected_seq is not None and seq != expected_seq:
+            return expected_seq
+        if prev_hash != prev or row_hash(prev, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
+                                         payload) != digest:
+            return seq
+        prev, expected_seq = digest, seq + 1
+    return None
+
+
+def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A read-only connection for the CLI and audits; never blocks or alters the writer."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
