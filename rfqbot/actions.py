@@ -1,0 +1,147 @@
+"""REST actions on a small worker pool: accept, decline, create; results come back as events.
+
+The engine thread must never block on the network, so it hands each action to a worker and
+goes on; the worker turns whatever the venue said (or the lack of an answer) into an event and
+posts it to the engine's queue. The mapping is deliberately conservative: only an answer that
+proves the venue did not act counts as ``rejected``; anything in doubt is ``unknown`` and the
+engine leaves the RFQ to reconciliation instead of trying again.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Literal
+
+import structlog
+
+from rfqbot.clock import Clock, SystemClock
+from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.events import AcceptResult, CreateRfqCommand, Event, RfqCreateFailed, RfqReconciled
+from rfqbot.records import RfqStatus
+
+log = structlog.get_logger(__name__)
+
+_ACCEPTED = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
+_DECLINED = frozenset({RfqStatus.FAILED, RfqStatus.DECLINED})
+
+
+class RestActions:
+    """Runs Market Place calls on ``workers`` threads and posts result events."""
+
+    def __init__(self, marketplace: Any, post: Callable[[Event], None], workers: int = 2,
+                 clock: Clock | None = None) -> None:
+        self._market = marketplace
+        self._post = post
+        self._clock = clock or SystemClock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rfqbot-rest")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def accept(self, rfq_id: str, quote_id: str) -> Future[None]:
+        return self._submit(self._run_accept, rfq_id, quote_id, "accept")
+
+    def decline(self, rfq_id: str, quote_id: str) -> Future[None]:
+        return self._submit(self._run_accept, rfq_id, quote_id, "decline")
+
+    def create_rfq(self, cmd: CreateRfqCommand) -> Future[None]:
+        return self._submit(self._run_create, cmd)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("actions are shut down; no new venue calls")
+            future = self._pool.submit(fn, *args)
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float) -> bool:
+        """Stop taking work and wait up to ``timeout`` s for in-flight calls; True if all finished."""
+        with self._lock:
+            self._closed = True
+            pending = set(self._pending)
+        done, not_done = wait(pending, timeout=timeout)
+        if not_done:
+            log.warning("actions.drain_timeout", in_flight=len(not_done), timeout_s=timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return not not_done
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self._post(event)
+        except Exception as exc:  # noqa: BLE001 - a broken queue must not kill the worker silently
+            log.error("actions.post_failed", error=str(exc), event=type(event).__name__)
+
+    def _run_accept(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"]) -> None:
+        started = self._clock.monotonic()
+
+        def result(outcome: Literal["accepted", "declined", "rejected", "unknown"], **kw: Any) -> None:
+            latency = round((self._clock.monotonic() - started) * 1000, 3)
+            self._emit(AcceptResult(self._clock.now_ms(), rfq_id, quote_id, action, outcome,
+                                    latency_ms=latency, **kw))
+
+        call = self._market.accept_quote if action == "accept" else self._market.decline_quote
+        try:
+            ack = call(rfq_id, quote_id)
+        except OutcomeUnknown as exc:
+            result("unknown", message=str(exc))
+        except VenueError as exc:
+            result("rejected", venue_code=exc.code, message=exc.message)
+        except RateLimited as exc:
+            result("rejected", venue_code="429", message=str(exc))
+        except Banned as exc:
+            result("rejected", venue_code="418", message=str(exc))
+        except TransportError as exc:
+            result("unknown", message=str(exc))
+        except ValueError as exc:
+            result("rejected", message=f"not sent: {exc}")
+        except Exception as exc:  # noqa: BLE001 - we cannot prove it was not sent
+            log.error("actions.accept_unexpected", rfq_id=rfq_id, quote_id=quote_id, error=repr(exc))
+            result("unknown", message=f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            wanted = _ACCEPTED if action == "accept" else _DECLINED
+            if ack.status in wanted:
+                result("accepted" if action == "accept" else "declined", status_raw=ack.status_raw,
+                       expires_ms=ack.expires_ms)
+            else:
+                result("unknown", status_raw=ack.status_raw, expires_ms=ack.expires_ms,
+                       message=f"venue answered {action} with status {ack.status_raw!r}; reconciling")
+
+    def _run_create(self, cmd: CreateRfqCommand) -> None:
+        def failed(outcome: Literal["rejected", "unknown"], code: str | None, message: str) -> None:
+            self._emit(RfqCreateFailed(self._clock.now_ms(), cmd.client_order_id, outcome, code, message))
+
+        try:
+            rfq = self._market.create_rfq(cmd.buy_ccy, cmd.sell_ccy, cmd.sell_amount, cmd.mode,
+                                          expire_sec=cmd.expire_sec, client_order_id=cmd.client_order_id)
+        except OutcomeUnknown as exc:
+            failed("unknown", None, str(exc))
+        except VenueError as exc:
+            failed("rejected", exc.code, exc.message)
+        except RateLimited as exc:
+            failed("rejected", "429", str(exc))
+        except Banned as exc:
+            failed("rejected", "418", str(exc))
+        except TransportError as exc:
+            failed("unknown", None, str(exc))
+        except ValueError as exc:
+            failed("rejected", None, f"not sent: {exc}")
+        except Exception as exc:  # noqa: BLE001 - we cannot prove it was not sent
+            log.error("actions.create_unexpected", client_order_id=cmd.client_order_id, error=repr(exc))
+            failed("unknown", None, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            self._emit(RfqReconciled(self._clock.now_ms(), rfq, "create"))

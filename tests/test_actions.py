@@ -1,0 +1,118 @@
+"""RestActions: venue results and errors become the right events; drain bounds shutdown."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from rfqbot.actions import RestActions
+from rfqbot.clock import FakeClock
+from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.events import AcceptResult, CreateRfqCommand, RfqCreateFailed, RfqReconciled
+from rfqbot.marketplace import AcceptAck
+from rfqbot.records import QuoteMode, Rfq, RfqStatus
+
+
+class FakeMarket:
+    def __init__(self, outcome):
+        self.outcome = outcome
+        self.calls = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def _answer(self, *args):
+        self.calls.append(args)
+        self.gate.wait(5)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def accept_quote(self, rfq_id, quote_id):
+        return self._answer("accept", rfq_id, quote_id)
+
+    def decline_quote(self, rfq_id, quote_id):
+        return self._answer("decline", rfq_id, quote_id)
+
+    def create_rfq(self, buy, sell, amount, mode, expire_sec=None, client_order_id=None):
+        return self._answer("create", buy, sell, amount, mode, expire_sec, client_order_id)
+
+
+def run(outcome, action="accept"):
+    posted = []
+    market = FakeMarket(outcome)
+    actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+    getattr(actions, action)("R1", "Q1").result(5)
+    assert actions.drain(5)
+    assert len(posted) == 1
+    return posted[0]
+
+
+ACK = AcceptAck("R1", "Q1", RfqStatus.ACCEPTED, "accepted", 1717392500000)
+
+
+@pytest.mark.parametrize("outcome, expected, code", [
+    (ACK, "accepted", None),
+    (AcceptAck("R1", "Q1", RfqStatus.NEW, "new", None), "unknown", None),
+    (OutcomeUnknown("/accept-quote", "HTTP 502"), "unknown", None),
+    (TransportError("/accept-quote", "reset"), "unknown", None),
+    (VenueError("0001", "quote expired", 400), "rejected", "0001"),
+    (RateLimited(60), "rejected", "429"),
+    (Banned(), "rejected", "418"),
+    (ValueError("bad id"), "rejected", None),
+    (KeyError("weird"), "unknown", None),
+])
+def test_accept_outcomes(outcome, expected, code):
+    ev = run(outcome)
+    assert isinstance(ev, AcceptResult) and ev.action == "accept"
+    assert (ev.rfq_id, ev.quote_id, ev.outcome, ev.venue_code) == ("R1", "Q1", expected, code)
+    if expected == "accepted":
+        assert ev.status_raw == "accepted" and ev.expires_ms == 1717392500000
+
+
+def test_decline_outcome():
+    ev = run(AcceptAck("R1", "Q1", RfqStatus.FAILED, "failed", None), action="decline")
+    assert ev.action == "decline" and ev.outcome == "declined"
+
+
+def cmd():
+    return CreateRfqCommand(1, "BTC", "USDT", Decimal("1000"), QuoteMode.REAL_TIME, 600, "cid-1")
+
+
+def test_create_success_and_failures():
+    for outcome, kind, detail in [
+        (Rfq("R9", client_order_id="cid-1", status=RfqStatus.NEW, status_raw="new"), RfqReconciled, "create"),
+        (VenueError("-1", "bad", 400), RfqCreateFailed, "rejected"),
+        (OutcomeUnknown("/create-rfq", "timeout"), RfqCreateFailed, "unknown"),
+    ]:
+        posted = []
+        market = FakeMarket(outcome)
+        actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+        actions.create_rfq(cmd()).result(5)
+        actions.drain(5)
+        assert market.calls[0] == ("create", "BTC", "USDT", Decimal("1000"), QuoteMode.REAL_TIME, 600, "cid-1")
+        ev = posted[0]
+        assert isinstance(ev, kind)
+        assert (ev.source if kind is RfqReconciled else ev.outcome) == detail
+
+
+def test_drain_times_out_and_refuses_new_work():
+    market = FakeMarket(ACK)
+    market.gate.clear()
+    posted = []
+    actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1")
+    assert actions.in_flight() == 1
+    assert actions.drain(0.05) is False
+    with pytest.raises(RuntimeError):
+        actions.accept("R2", "Q2")
+    market.gate.set()
+
+
+def test_broken_post_does_not_kill_worker():
+    def post(_):
+        raise RuntimeError("queue gone")
+    actions = RestActions(FakeMarket(ACK), post, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1").result(5)
+    assert actions.drain(5)
