@@ -84,7 +84,7 @@ class RestActions:
         try:
             self._post(event)
         except Exception as exc:  # noqa: BLE001 - a broken queue must not kill the worker silently
-            log.error("actions.post_failed", error=str(exc), event=type(event).__name__)
+            log.error("actions.post_failed", error=str(exc), event_type=type(event).__name__)
 
     def _run_accept(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"]) -> None:
         started = self._clock.monotonic()
