@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from rfqbot.config_yaml import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
 from rfqbot.config_checks import check_inline_secrets, pydantic_errors_to_config_error
+from rfqbot.credentials import Credentials, load_credentials  # noqa: F401 (part of this API)
 from rfqbot.errors import ConfigError
 from rfqbot.venues import PROFILES, VenueProfile
 
@@ -216,17 +216,13 @@ class Settings(_Strict):
     _file: str | None = PrivateAttr(default=None)
     _chains: Any = PrivateAttr(default=None)
 
-    @field_validator("strategies")
+    @model_validator(mode="before")
     @classmethod
-    def _steps_have_use(cls, v: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-        # Full parameter checks belong to strategies.compile_chains; this is the floor.
-        for pair, steps in v.items():
-            if pair != "*" and (pair.count("/") != 1 or not all(pair.split("/"))):
-                raise ValueError(f"pair {pair!r} must look like BTC/USDT, or be * for every pair")
-            for i, step in enumerate(steps):
-                if not isinstance(step.get("use"), str) or not step["use"]:
-                    raise ValueError(f"{pair}[{i}]: every step needs 'use: <strategy name>'")
-        return v
+    def _empty_sections_mean_defaults(cls, data: Any) -> Any:
+        # `risk:` with every line commented out is YAML null; it means "defaults", not an error.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     @property
     def file(self) -> str | None:
@@ -289,18 +285,47 @@ def _compile_strategies(settings: Settings, file: str, lines: Mapping[str, int])
     """Call ``strategies.compile_chains`` when the strategies package provides it."""
     try:
         module = importlib.import_module("strategies")
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "strategies":
+            raise
+        _check_steps_have_use(settings.strategies, file, lines)
         return None
     compile_chains = getattr(module, "compile_chains", None)
     if compile_chains is None:
+        _check_steps_have_use(settings.strategies, file, lines)
         return None
     try:
-        return compile_chains(settings.strategies, file=file)
+        return compile_chains(_decimals_as_text(settings.strategies), file=file)
     except ConfigError as exc:
         if exc.line is None and exc.key:
             raise ConfigError(exc.detail, file=exc.file or file, key=exc.key,
                               line=_line_for(exc.key, lines)) from None
         raise
+
+
+def _decimals_as_text(value: Any) -> Any:
+    """YAML decimals as their exact text: strategy params accept quoted and unquoted numbers alike.
+
+    strategies' ``Param.convert`` refuses non-string decimals (it guards against binary floats);
+    our loader never makes floats, so handing it the exact text is both safe and lossless.
+    """
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _decimals_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals_as_text(v) for v in value]
+    return value
+
+
+def _check_steps_have_use(raw: Mapping[str, list[dict[str, Any]]], file: str, lines: Mapping[str, int]) -> None:
+    """The floor when the strategies package cannot compile chains: every step names a strategy."""
+    for pair, steps in raw.items():
+        for i, step in enumerate(steps):
+            if not isinstance(step.get("use"), str) or not step["use"]:
+                key = f"strategies.{pair}[{i}].use"
+                raise ConfigError("every step needs 'use: <strategy name>'", file=file, key=key,
+                                  line=_line_for(key, lines))
 
 
 def _line_for(key: str, lines: Mapping[str, int]) -> int | None:
@@ -311,58 +336,6 @@ def _line_for(key: str, lines: Mapping[str, int]) -> int | None:
         cut = max(key.rfind("."), key.rfind("["))
         key = key[:cut] if cut > 0 else ""
     return None
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """API key and secret. Never printed: ``repr``/``str`` show only that they are set."""
-
-    api_key: str = field(repr=False)
-    api_secret: str = field(repr=False)
-    source: str = "environment"
-
-    def __repr__(self) -> str:
-        return f"Credentials(api_key='***', api_secret='***', source={self.source!r})"
-
-    __str__ = __repr__
-
-
-def load_credentials(settings: Settings, env: Mapping[str, str] | None = None) -> Credentials:
-    """API credentials: ``$CREDENTIALS_DIRECTORY/api-key|api-secret`` win over the env vars."""
-    environ = os.environ if env is None else env
-    names = settings.credentials
-    values: dict[str, str] = {}
-    sources: set[str] = set()
-    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    for field_name, file_name, env_name in (("api_key", "api-key", names.api_key_env),
-                                            ("api_secret", "api-secret", names.api_secret_env)):
-        if cred_dir:
-            candidate = Path(cred_dir) / file_name
-            if candidate.is_file():
-                try:
-                    value = candidate.read_text(encoding="utf-8").strip()
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise ConfigError(f"cannot read systemd credential {candidate}: {exc}",
-                                      key=f"credentials.{field_name}_env") from None
-                if value:
-                    values[field_name] = value
-                    sources.add("systemd credentials")
-                    continue
-        value = (environ.get(env_name) or "").strip()
-        if value:
-            values[field_name] = value
-            sources.add("environment")
-            continue
-        where = f"set environment variable {env_name}"
-        where += (f" or create {Path(cred_dir) / file_name}" if cred_dir
-                  else f" (or provide '{file_name}' with systemd LoadCredential=)")
-        raise ConfigError(f"no API {field_name.split('_')[1]} found: {where}",
-                          file=settings.file, key=f"credentials.{field_name}_env")
-    from rfqbot.logs import register_secret
-
-    register_secret(values["api_key"])
-    register_secret(values["api_secret"])
-    return Credentials(values["api_key"], values["api_secret"], " + ".join(sorted(sources)))
 
 
 def redacted_dict(settings: Settings) -> dict[str, Any]:
