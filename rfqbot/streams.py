@@ -70,11 +70,6 @@ def public_subscriptions(topics: Sequence[str] = ("rfqs", "quotes"),
     return subs
 
 
-def private_stream_url(stream_base_url: str, listen_key: str) -> str:
-    """``wss://host/api/v1/ws/{listenKey}`` from the stream host's base URL."""
-    return f"{stream_base_url.rstrip('/')}/api/v1/ws/{listen_key}"
-
-
 def _abort(ws: "websocket.WebSocket | None") -> None:
     """Shut the socket down from another thread so a blocked read or handshake returns now."""
     sock = getattr(ws, "sock", None)
@@ -121,7 +116,7 @@ class StreamConnection:
         self._stale_after_s = stale_after_s
         self._ca_file = ca_file
         self._clock: Clock = clock or SystemClock()
-        self._on_stale = on_stale
+        self.on_stale = on_stale  # public: the keeper is built after the stream
         self._connect_timeout_s = connect_timeout_s
         self._close_timeout_s = close_timeout_s
         shortest = min(x for x in (stale_after_s, client_ping_interval_s) if x is not None)
@@ -369,10 +364,10 @@ class StreamConnection:
         return end
 
     def _notify_end(self, end: SessionEnd) -> None:
-        if self._on_stale is None:
+        if self.on_stale is None:
             return
         try:
-            self._on_stale(end)
+            self.on_stale(end)
         except Exception:  # the callback's failure is its owner's bug; the stream carries on
             log.exception("stream_on_stale_failed", stream=self.name)
 

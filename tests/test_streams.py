@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from rfqbot.backoff import Backoff
 from rfqbot.events import Heartbeat, Note, RejectedFrame, StreamStatus
-from rfqbot.streams import SessionEnd, StreamConnection, private_stream_url, public_subscriptions
+from rfqbot.streams import SessionEnd, StreamConnection, public_subscriptions
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
@@ -403,7 +403,3 @@ def test_stop_during_backoff_is_prompt(streams):
     assert s.stop(3.0) is True  # well inside the 30 s backoff
     closed = [st for st in sink.of(StreamStatus) if st.state == "closed"]
     assert closed and closed[0].detail.startswith("error:")
-
-
-def test_private_stream_url():
-    assert private_stream_url("wss://stream-pro.hashkey.com/", "abc") == "wss://stream-pro.hashkey.com/api/v1/ws/abc"
