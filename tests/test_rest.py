@@ -10,6 +10,7 @@ from decimal import Decimal
 from http.server import ThreadingHTTPServer
 
 import pytest
+import structlog
 
 from rfqbot.clock import FakeClock
 from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
@@ -20,6 +21,12 @@ from rfqbot.venues import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
 
 ACCEPT = "/api/v1/market-place/accept-quote"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    yield
+    structlog.reset_defaults()
 PAIRS = "/api/v1/market-place/get-pairs"
 
 

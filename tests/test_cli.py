@@ -1,0 +1,160 @@
+"""CLI commands run through main([...]) against the scripted venue; output and exit codes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import types
+
+import pytest
+import structlog
+
+from rfqbot.cli import main
+from tests.fakevenue import API_SECRET, FakeVenue, venue  # noqa: F401
+
+_keys = itertools.count()
+
+
+@pytest.fixture
+def config(venue: FakeVenue, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    # A fresh API key per test: pacing is shared per key, and tests must not wait on each other.
+    monkeypatch.setenv("RFQBOT_API_KEY", f"cli-test-key-{next(_keys)}")
+    monkeypatch.setenv("RFQBOT_API_SECRET", API_SECRET)
+    monkeypatch.delenv("RFQBOT_CONFIG", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"venue:\n  name: hashkey-sg-sandbox\n  rest_url: {venue.url}\nlogging:\n  format: json\n")
+    yield str(path)
+    structlog.reset_defaults()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_pairs_table(config: str, capsys) -> None:
+    code, out, err = run(capsys, "pairs", "--config", config)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["PAIR", "STATUS"]
+    assert lines[2].split()[:4] == ["BTC/USDT", "OPENED", "0.001", "10000000"]
+
+
+def test_pairs_json_keeps_exact_decimals(config: str, capsys, venue: FakeVenue) -> None:
+    code, out, _ = run(capsys, "--json", "pairs", "--config", config)
+    assert code == 0
+    data = json.loads(out)
+    assert data[1]["base"] == "BTC" and data[1]["min_base"] == "0.001" and data[1]["base_precision"] == "0.00001"
+    assert venue.calls()[0].signature_ok is True
+
+
+def test_rfq_create(config: str, capsys, venue: FakeVenue) -> None:
+    code, out, err = run(capsys, "rfq", "create", "--buy", "btc", "--sell", "USDT", "--sell-amount", "1000.10",
+                         "--mode", "real-time", "--expire-sec", "900", "--client-id", "desk 1", "--config", config,
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["rfq_id"] == "RFQ638459562162049024" and data["status"] == "new"
+    params = venue.calls()[0].params
+    assert (params["buyCcy"], params["sellAmount"], params["expireSec"], params["rfqClOrderId"]) == \
+        ("BTC", "1000.10", "900", "desk 1")
+
+
+@pytest.mark.parametrize("extra", [["--sell-amount", "abc"], ["--sell-amount", "-1"], ["--expire-sec", "60"],
+                                   ["--mode", "slow"]])
+def test_rfq_create_usage_errors_exit_2(config: str, capsys, venue: FakeVenue, extra: list[str]) -> None:
+    argv = {"--buy": "BTC", "--sell": "USDT", "--sell-amount": "5", "--mode": "real-time"}
+    argv.update(dict(zip(extra[::2], extra[1::2])))
+    code, _, err = run(capsys, "rfq", "create", *itertools.chain(*argv.items()), "--config", config)
+    assert code == 2 and "error" in err
+    assert venue.calls() == []
+
+
+def test_rfq_create_outcome_unknown_exits_1_with_hint(config: str, capsys, venue: FakeVenue) -> None:
+    venue.script("POST", "/api/v1/market-place/create-rfq", 503, {})
+    code, out, err = run(capsys, "rfq", "create", "--buy", "BTC", "--sell", "USDT", "--sell-amount", "5",
+                         "--mode", "delayed", "--config", config)
+    assert code == 1 and out == ""
+    assert err.startswith("rfqbot: error: /api/v1/market-place/create-rfq: outcome unknown")
+    assert "rfqbot rfq list" in err and "Traceback" not in err
+    assert len(venue.calls()) == 1
+
+
+def test_rfq_list(config: str, capsys, venue: FakeVenue) -> None:
+    code, out, err = run(capsys, "rfq", "list", "--status", "successful", "--since", "2h", "--config", config)
+    assert code == 0, err
+    assert "RFQ638459562162049024" in out and "successful" in out and "65000" in out
+    params = venue.calls()[0].params
+    assert int(params["endTime"]) - int(params["startTime"]) == 2 * 3600 * 1000
+    assert params["status"] == "successful"
+
+
+def test_rfq_list_bad_since_is_usage_error(config: str, capsys) -> None:
+    code, _, err = run(capsys, "rfq", "list", "--since", "yesterday", "--config", config)
+    assert code == 2 and "invalid duration 'yesterday'" in err
+
+
+def test_rfq_quotes(config: str, capsys) -> None:
+    code, out, _ = run(capsys, "rfq", "quotes", "MP740508620175265792", "--config", config, "--json")
+    assert code == 0
+    assert [q["price"] for q in json.loads(out)] == ["101000", "102000"]
+
+
+def test_rfq_accept_and_decline(config: str, capsys, venue: FakeVenue) -> None:
+    code, out, _ = run(capsys, "rfq", "accept", "rfq1", "quote1", "--config", config)
+    assert code == 0 and "accepted" in out
+    venue.script("POST", "/api/v1/market-place/accept-quote", 400, {"code": "-1020", "msg": "Unsupported operation"})
+    code, out, err = run(capsys, "rfq", "decline", "rfq1", "quote1", "--config", config)
+    assert code == 1 and out == ""
+    assert err.strip() == ("rfqbot: error: /api/v1/market-place/accept-quote: venue error -1020 (HTTP 400): "
+                           "Unsupported operation")
+    assert [c.params["action"] for c in venue.calls()] == ["accept", "decline"]
+
+
+def test_missing_credentials_exit_78(config: str, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RFQBOT_API_SECRET")
+    code, _, err = run(capsys, "pairs", "--config", config)
+    assert code == 78 and "RFQBOT_API_SECRET" in err and err.count("\n") == 1
+
+
+def test_check_config_ok_and_redacted(config: str, capsys) -> None:
+    code, out, _ = run(capsys, "check-config", "--config", config)
+    assert code == 0
+    assert "valid" in out and "credentials: found (environment)" in out and API_SECRET not in out
+    code, out, _ = run(capsys, "check-config", "--config", config, "--json")
+    data = json.loads(out)
+    assert data["valid"] is True and data["config"]["venue"]["name"] == "hashkey-sg-sandbox"
+
+
+def test_check_config_invalid_exit_78(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("engine:\n  acept_workers: 2\n")
+    code, out, err = run(capsys, "check-config", "--config", str(bad))
+    assert code == 78 and out == ""
+    assert err.strip() == (f"rfqbot: error: {bad}:2: engine.acept_workers: unknown key 'acept_workers'; "
+                           "did you mean 'accept_workers'?")
+
+
+def test_config_from_environment_variable(config: str, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFQBOT_CONFIG", config)
+    code, out, _ = run(capsys, "check-config")
+    assert code == 0 and config in out
+
+
+def test_usage_errors(capsys) -> None:
+    assert run(capsys, "nonsense")[0] == 2
+    assert run(capsys, "rfq")[0] == 2
+    assert run(capsys, "rfq", "accept", "only-one")[0] == 2
+    assert run(capsys, "--help")[0] == 0
+
+
+def test_sim_passes_every_argument_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("rfqbot.sim.cli")
+    fake.main = lambda argv: seen.append(argv) or 3  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rfqbot.sim.cli", fake)
+    assert main(["sim", "--port", "0", "--no-tls", "--config", "x.yaml"]) == 3
+    assert seen == [["--port", "0", "--no-tls", "--config", "x.yaml"]]
