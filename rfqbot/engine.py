@@ -1,0 +1,530 @@
+"""The engine: one thread owns all state, journals everything, and decides accepts.
+
+Stream threads, the scheduler and REST workers only put events on the queue; ``handle`` is the
+single place state changes, so there is one total order of what happened and tests drive the
+engine with a list of events and a fake clock.
+
+Accept-at-most-once: an accept is journaled (committed) before it is handed to a REST worker,
+and a second accept for the same RFQ is allowed only after the venue definitively said the
+first did not take (a 4xx rejection, or the RFQ back to ``new`` after it). An unknown outcome
+blocks the RFQ until reconciliation (``RfqReconciled``) settles it - also across restarts,
+because ``load_state`` reports accept decisions without a definitive result.
+"""
+
+from __future__ import annotations
+
+import queue as queue_mod
+import threading
+from typing import Any, Callable, Iterable
+
+import structlog
+
+from rfqbot import projections as kinds
+from rfqbot.clock import VenueClock
+from rfqbot.engine_state import (
+    ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, BLOCKING_ACCEPT_STATES, MarketBook,
+    OwnRfq, accept_state_after, amounts_of, next_status,
+)
+from rfqbot.events import (
+    AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, Event, Heartbeat, ListenKeyStatus, Note,
+    PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
+    ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
+)
+from rfqbot.journal import Journal
+from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
+from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_accept, check_create
+from strategies import ChainSet, DecisionContext, RfqView, compile_chains
+
+log = structlog.get_logger(__name__)
+
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+class Engine:
+    """The event loop's state machine. Construct, then ``handle(event)`` or ``run(queue, stop)``."""
+
+    def __init__(self, journal: Journal, chains: ChainSet, risk: Any, actions: Any, venue_clock: VenueClock,
+                 pairs: Iterable[Pair], min_time_left_ms: int = 1000, *, observer: Observer | None = None,
+                 burst: int = 256) -> None:
+        self.journal = journal
+        self.chains = chains
+        self.risk = RiskSettings.from_any(risk)
+        self.kill_switch = KillSwitch(self.risk.kill_switch_file)
+        self.actions = actions
+        self.venue_clock = venue_clock
+        self.local_clock = venue_clock.local
+        self.pairs = {p.name: p for p in pairs}
+        self.min_time_left_ms = int(min_time_left_ms)
+        self.market = MarketBook(self.pairs.values())
+        self.ledger = RiskLedger()
+        self.rfqs: dict[str, OwnRfq] = {}
+        self.pending_creates: dict[str, CreateRfqCommand] = {}
+        self.deciding = True
+        self._observers: list[Observer] = [observer] if observer else []
+        self._sends: list[tuple[str, tuple[Any, ...]]] = []
+        self._lock = threading.RLock()
+        self._kill_engaged = False
+        self._burst = burst
+        self._restore()
+
+    def add_observer(self, observer: Observer) -> None:
+        """Called with (kind, payload) after each journaled entry (the demo prints RFQ lives)."""
+        self._observers.append(observer)
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def run(self, events: "queue_mod.Queue[Event]", stop: threading.Event, tick_s: float = 0.25) -> None:
+        """Consume the queue until ``stop`` is set; a Tick every ``tick_s`` re-evaluates waits.
+
+        Bursts already queued are handled in one journal transaction (one fsync); accepts
+        decided inside it are sent only after it commits.
+        """
+        next_tick = self.local_clock.monotonic() + tick_s
+        while not stop.is_set():
+            try:
+                first = events.get(timeout=tick_s)
+            except queue_mod.Empty:
+                first = None
+            burst: list[Event] = [] if first is None else [first]
+            while first is not None and len(burst) < self._burst:
+                try:
+                    burst.append(events.get_nowait())
+                except queue_mod.Empty:
+                    break
+            if self.local_clock.monotonic() >= next_tick or first is None:
+                burst.append(Tick(self.local_clock.now_ms()))
+                next_tick = self.local_clock.monotonic() + tick_s
+            try:
+                with self._lock, self.journal.batch():
+                    for event in burst:
+                        self._dispatch(event)
+            except Exception as exc:  # noqa: BLE001 - the loop must survive; sends stay unsent
+                log.error("engine.burst_failed", error=f"{type(exc).__name__}: {exc}")
+                self._sends.clear()
+                continue
+            self._flush_sends()
+
+    def handle(self, event: Event) -> None:
+        """Handle one event synchronously (journal commit, then any venue action)."""
+        with self._lock:
+            self._dispatch(event)
+        self._flush_sends()
+
+    def _dispatch(self, event: Event) -> None:
+        handler = self._HANDLERS.get(type(event))
+        if handler is None:
+            log.warning("engine.unhandled_event", event_type=type(event).__name__)
+            return
+        try:
+            handler(self, event)
+        except Exception as exc:  # noqa: BLE001 - bad input never crashes the daemon
+            log.error("engine.handler_failed", event_type=type(event).__name__, error=f"{type(exc).__name__}: {exc}")
+            self._record("engine.error", "engine", {"event_type": type(event).__name__,
+                                                   "error": f"{type(exc).__name__}: {exc}"})
+
+    def _flush_sends(self) -> None:
+        sends, self._sends = self._sends, []
+        for action, args in sends:
+            try:
+                getattr(self.actions, action)(*args)
+            except Exception as exc:  # noqa: BLE001 - pool closed or broken: the venue never got it
+                log.error("engine.send_failed", action=action, error=str(exc))
+                if action in ("accept", "decline"):
+                    rfq_id, quote_id = args
+                    self.handle(AcceptResult(self.local_clock.now_ms(), rfq_id, quote_id, action, "rejected",
+                                             message=f"not sent: {exc}"))
+
+    def reconcile_targets(self) -> list[str]:
+        """Own RFQs still open, and RFQs with an accept in doubt: what reconciliation should query."""
+        with self._lock:
+            return sorted(r.rfq_id for r in self.rfqs.values()
+                          if not r.is_final or r.accept_state in (ACCEPT_UNKNOWN, ACCEPT_OUTSTANDING))
+
+    # --- journal helpers ----------------------------------------------------------------------
+
+    def _record(self, kind: str, source: str, payload: dict[str, Any], *, rfq_id: str | None = None,
+                quote_id: str | None = None, venue_ms: int | None = None) -> int:
+        seq = self.journal.append(kind, source=source, payload=payload, rfq_id=rfq_id, quote_id=quote_id,
+                                  venue_ms=venue_ms)
+        for observer in self._observers:
+            try:
+                observer(kind, {"seq": seq, "rfq_id": rfq_id, "quote_id": quote_id, **payload})
+            except Exception as exc:  # noqa: BLE001 - a display bug must not stop trading
+                log.warning("engine.observer_failed", error=str(exc))
+        return seq
+
+    def _rfq(self, rfq_id: str) -> OwnRfq:
+        rfq = self.rfqs.get(rfq_id)
+        if rfq is None:
+            rfq = self.rfqs[rfq_id] = OwnRfq(rfq_id)
+        return rfq
+
+    def _observe_status(self, rfq: OwnRfq, status: RfqStatus | None, raw: str | None, cause: str,
+                        at_ms: int, *, allow_reopen: bool = True) -> None:
+        """Apply an observed status through the partial order; journal transitions and unknown words."""
+        if status is None:
+            return
+        step = next_status(rfq.status, status, allow_reopen=allow_reopen)
+        if status is RfqStatus.UNKNOWN:
+            rfq.status_raw = raw
+            self._record("rfq.unknown_status", cause, {"status_raw": raw, "kept": rfq.status.value if rfq.status
+                                                      else None, "rfq_state": rfq.snapshot()}, rfq_id=rfq.rfq_id)
+            log.warning("engine.unknown_status", rfq_id=rfq.rfq_id, status_raw=raw, cause=cause)
+            return
+        if not step.moves:
+            if step.why != "duplicate":
+                log.info("engine.status_ignored", rfq_id=rfq.rfq_id, observed=status.value, why=step.why)
+            return
+        before = rfq.status
+        rfq.status, rfq.status_raw, rfq.updated_ms = status, raw or status.value, at_ms
+        rfq.accept_state = accept_state_after(rfq.accept_state, status)
+        if status is RfqStatus.NEW and before is RfqStatus.ACCEPTED:
+            rfq.accepted_quote_id = None if rfq.accept_state == ACCEPT_NONE else rfq.accepted_quote_id
+        if rfq.is_final:
+            rfq.wait_until_ms = None
+        self._record(kinds.KIND_TRANSITION, cause, {
+            "from": before.value if before else None, "to": status.value, "status_raw": rfq.status_raw,
+            "at_ms": at_ms, "cause": f"{cause}: {step.why}", "rfq_state": rfq.snapshot()}, rfq_id=rfq.rfq_id)
+
+    def _learn_rfq(self, rfq: OwnRfq, record: Rfq) -> None:
+        rfq.learn(buy_ccy=record.buy_ccy, sell_ccy=record.sell_ccy, buy_amount=record.buy_amount,
+                  sell_amount=record.sell_amount, mode=record.rfq_mode, expires_ms=record.expires_ms,
+                  created_ms=record.created_ms, client_order_id=record.client_order_id)
+        cmd = self.pending_creates.get(record.client_order_id or "")
+        if cmd is not None:
+            rfq.learn(buy_ccy=cmd.buy_ccy, sell_ccy=cmd.sell_ccy, sell_amount=cmd.sell_amount, mode=cmd.mode)
+        rfq.resolve_pair(self.pairs.values())
+
+    # --- frames ----------------------------------------------------------------------------
+
+    def _on_public_rfq(self, ev: PublicRfq) -> None:
+        # Journal only: the public push of an own RFQ may be older than an acceptance seen on the
+        # private stream (different connections, no common order), so it never moves state.
+        self._record("frame.public_rfq", "public", {"rfq": ev.rfq, "raw": ev.raw, "received_ms": ev.received_ms,
+                                                    "own": ev.rfq.rfq_id in self.rfqs}, rfq_id=ev.rfq.rfq_id)
+
+    def _on_public_quote(self, ev: PublicQuote) -> None:
+        self.market.on_public_quote(ev.quote)
+        self._record(kinds.KIND_PUBLIC_QUOTE, "public", {"quote": ev.quote, "raw": ev.raw,
+                                                         "received_ms": ev.received_ms},
+                     rfq_id=ev.quote.rfq_id, quote_id=ev.quote.quote_id)
+
+    def _on_spot(self, ev: SpotTick) -> None:
+        at_ms = ev.venue_ms if ev.venue_ms is not None else self.venue_clock.now_ms()
+        pair = self.market.on_spot(ev.symbol, ev.price, at_ms, ev.topic)
+        self._record("frame.spot", "public", {"symbol": ev.symbol, "pair": pair, "price": ev.price,
+                                              "topic": ev.topic, "raw": ev.raw}, venue_ms=ev.venue_ms)
+
+    def _on_rfq_update(self, ev: RfqUpdate) -> None:
+        rfq = self._rfq(ev.rfq.rfq_id)
+        self._learn_rfq(rfq, ev.rfq)
+        self._record("frame.rfq_update", "private", {"rfq": ev.rfq, "raw": ev.raw, "received_ms": ev.received_ms},
+                     rfq_id=rfq.rfq_id, quote_id=ev.rfq.quote_id)
+        if ev.rfq.status in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL) and ev.rfq.quote_id:
+            rfq.accepted_quote_id = ev.rfq.quote_id
+            rfq.price = ev.rfq.price if ev.rfq.price is not None else rfq.price
+        self._observe_status(rfq, ev.rfq.status, ev.rfq.status_raw, "rfqUpdates", ev.received_ms)
+
+    def _on_best_quotes(self, ev: BestQuotes) -> None:
+        self._record(kinds.KIND_BEST_QUOTES, "private", {"quotes": list(ev.quotes), "raw": ev.raw,
+                                                         "received_ms": ev.received_ms}, rfq_id=ev.rfq_id)
+        self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "bestQuote")
+
+    def _on_active_quotes(self, ev: ActiveQuotes) -> None:
+        self._record(kinds.KIND_ACTIVE_QUOTES, "reconcile", {"quotes": list(ev.quotes)}, rfq_id=ev.rfq_id)
+        if ev.quotes:
+            self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "rfq-active")
+
+    def _on_rejected(self, ev: RejectedFrame) -> None:
+        log.warning("engine.rejected_frame", stream=ev.stream, reason=ev.reason)
+        self._record("frame.rejected", ev.stream, {"reason": ev.reason, "raw": ev.raw, "received_ms": ev.received_ms})
+
+    # --- deciding ----------------------------------------------------------------------------
+
+    def _on_quotes(self, rfq_id: str, quotes: tuple[Quote, ...], received_ms: int, trigger: str) -> None:
+        rfq = self._rfq(rfq_id)  # private-stream RFQs are own, also ones created elsewhere
+        first = quotes[0]
+        rfq.learn(buy_ccy=first.buy_ccy, sell_ccy=first.sell_ccy)
+        rfq.resolve_pair(self.pairs.values())
+        rfq.last_quotes, rfq.last_quotes_ms = quotes, received_ms
+        rfq.wait_until_ms = None
+        skip = self._skip_reason(rfq)
+        if skip is not None:
+            self._record("decision.skipped", "engine", {"trigger": trigger, "reason": skip}, rfq_id=rfq_id)
+            return
+        self._decide(rfq, received_ms, trigger)
+
+    def _skip_reason(self, rfq: OwnRfq) -> str | None:
+        if not self.deciding:
+            return "shutting down: no new decisions"
+        if rfq.is_final:
+            return f"RFQ is {rfq.status.value if rfq.status else '?'} (final)"
+        if rfq.accept_state in BLOCKING_ACCEPT_STATES:
+            return f"accept {rfq.accept_state} for quote {rfq.accepted_quote_id}; at most one accept per RFQ"
+        return None
+
+    def _decide(self, rfq: OwnRfq, received_ms: int, trigger: str) -> None:
+        now = self.venue_clock.now_ms()
+        quotes = tuple(q for q in rfq.last_quotes if q.quote_id not in rfq.refused_quotes)
+        chain = self.chains.for_pair(rfq.pair) if rfq.pair else None
+        base = {"trigger": trigger, "at_ms": now}
+        if rfq.pair is None or rfq.side is None or not quotes:
+            why = ("no quotes left to consider" if not quotes else
+                   f"pair of {rfq.buy_ccy}/{rfq.sell_ccy} is not a tradable pair (get-pairs); never accepted")
+            return self._journal_decision(rfq, received_ms, {**base, "final": "none", "action": "none",
+                                                             "reason": why, "verdicts": []})
+        if chain is None:
+            return self._journal_decision(rfq, received_ms, {
+                **base, "final": "none", "action": "none", "verdicts": [],
+                "reason": f"no strategy chain for {rfq.pair} (nor '*'); quotes left to expire"})
+        view = RfqView(rfq.rfq_id, rfq.pair, rfq.side, rfq.buy_ccy or "", rfq.sell_ccy or "", rfq.buy_amount,
+                       rfq.sell_amount, rfq.mode, rfq.expires_ms, rfq.created_ms)
+        result = chain.decide(DecisionContext(view, quotes, self.market.context(rfq.pair), now))
+        payload = {**base, "final": result.kind, "reason": result.reason, "verdicts": result.steps_json()}
+        if result.kind == "wait":
+            rfq.wait_until_ms = result.until_ms
+            return self._journal_decision(rfq, received_ms, {**payload, "action": "wait", "until_ms": result.until_ms})
+        if result.kind == "decline":
+            target = next((q for q in quotes if q.quote_id == result.quote_id), None)
+            if target is not None and target.manual and target.quote_id not in rfq.declined_quotes:
+                rfq.declined_quotes.add(target.quote_id)
+                self._journal_decision(rfq, received_ms, {**payload, "action": "decline", "price": target.price},
+                                       quote_id=target.quote_id)
+                self._sends.append(("decline", (rfq.rfq_id, target.quote_id)))
+                return None
+            return self._journal_decision(rfq, received_ms, {**payload, "action": "none"}, quote_id=result.quote_id)
+        if result.kind == "none":
+            return self._journal_decision(rfq, received_ms, {**payload, "action": "none"})
+        self._accept_best(rfq, result.allowed, received_ms, now, payload)
+        return None
+
+    def _accept_best(self, rfq: OwnRfq, allowed: tuple[Quote, ...], received_ms: int, now: int,
+                     payload: dict[str, Any]) -> None:
+        """Walk the allowed quotes best first through the engine's own guards, then risk, then send."""
+        too_late = []
+        chosen = None
+        for quote in allowed:
+            left = None if quote.expires_ms is None else quote.expires_ms - now
+            if left is None or left < self.min_time_left_ms:
+                too_late.append(f"{quote.quote_id}: " + ("no expiry time" if left is None else
+                                f"expires in {left} ms by venue clock (< min_time_left_ms {self.min_time_left_ms})"))
+                continue
+            chosen = quote
+            break
+        if chosen is None:
+            self._journal_decision(rfq, received_ms, {**payload, "final": "none", "action": "none",
+                                                      "reason": "allowed quotes expire too soon: " + "; ".join(too_late)})
+            return
+        pair = self.pairs.get(rfq.pair or "")
+        amounts = amounts_of(chosen, rfq, pair)
+        engaged = self._check_kill_switch()
+        block = check_accept(self.risk, self.ledger, amounts=amounts, now_ms=now, kill_switch_engaged=engaged)
+        payload = {**payload, "price": chosen.price, "amounts": amounts, "lp_name": chosen.lp_name,
+                   "expires_ms": chosen.expires_ms}
+        if too_late:
+            payload["skipped"] = too_late
+        if block is not None:
+            self._journal_decision(rfq, received_ms, {**payload, "action": "blocked", "blocked_by": block.limit,
+                                                      "reason": f"{payload['reason']}; blocked by {block}"},
+                                   quote_id=chosen.quote_id)
+            return
+        prior = (rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.inflight_quote_id)
+        rfq.accept_state, rfq.accepted_quote_id, rfq.price = ACCEPT_OUTSTANDING, chosen.quote_id, chosen.price
+        rfq.inflight_quote_id = chosen.quote_id
+        try:
+            rfq.decision_seq = self._journal_decision(rfq, received_ms, {**payload, "action": "accept"},
+                                                      quote_id=chosen.quote_id)
+        except BaseException:
+            rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.inflight_quote_id = prior
+            raise
+        self.ledger.record(rfq.rfq_id, now, amounts)
+        self._sends.append(("accept", (rfq.rfq_id, chosen.quote_id)))
+
+    def _journal_decision(self, rfq: OwnRfq, received_ms: int, payload: dict[str, Any],
+                          quote_id: str | None = None) -> int:
+        latency = max(0, self.local_clock.now_ms() - received_ms)
+        payload = {**payload, "latency_ms": latency, "pair": rfq.pair, "rfq_state": rfq.snapshot()}
+        seq = self._record(kinds.KIND_DECISION, "engine", payload, rfq_id=rfq.rfq_id, quote_id=quote_id)
+        log.info("decision", rfq_id=rfq.rfq_id, pair=rfq.pair, final=payload.get("final"),
+                 action=payload.get("action"), quote_id=quote_id, price=str(payload.get("price", "")),
+                 reason=payload.get("reason"), latency_ms=latency, seq=seq)
+        return seq
+
+    def _check_kill_switch(self) -> bool:
+        engaged = self.kill_switch.engaged()
+        if engaged != self._kill_engaged:
+            self._kill_engaged = engaged
+            self._record("risk.kill_switch", "risk", {"engaged": engaged, "file": self.kill_switch.path})
+            log.warning("engine.kill_switch", engaged=engaged, file=self.kill_switch.path)
+        return engaged
+
+    # --- results and reconciliation --------------------------------------------------------
+
+    def _on_accept_result(self, ev: AcceptResult) -> None:
+        rfq = self._rfq(ev.rfq_id)
+        mine = ev.action == "accept" and rfq.accept_state == ACCEPT_OUTSTANDING and rfq.inflight_quote_id == ev.quote_id
+        decision_seq = rfq.decision_seq if mine else None
+        if mine:
+            rfq.inflight_quote_id = None
+            if ev.outcome == "accepted":
+                rfq.accept_state = ACCEPT_ACCEPTED
+            elif ev.outcome == "rejected":
+                # Definitively not taken; unless the venue already shows an accept made elsewhere.
+                rfq.accept_state = ACCEPT_NONE
+                if rfq.status is not None:
+                    rfq.accept_state = accept_state_after(ACCEPT_NONE, rfq.status)
+                if rfq.accept_state == ACCEPT_NONE:
+                    rfq.accepted_quote_id, rfq.price = None, None
+                rfq.refused_quotes.add(ev.quote_id)
+                self.ledger.release(rfq.rfq_id)
+            else:
+                rfq.accept_state, rfq.doubt_since_ms = ACCEPT_UNKNOWN, ev.received_ms
+        self._record(kinds.KIND_ACCEPT_RESULT, "rest", {
+            "action": ev.action, "outcome": ev.outcome, "status_raw": ev.status_raw, "venue_code": ev.venue_code,
+            "message": ev.message, "expires_ms": ev.expires_ms, "latency_ms": ev.latency_ms,
+            "decision_seq": decision_seq, "matched": mine, "rfq_state": rfq.snapshot()},
+            rfq_id=ev.rfq_id, quote_id=ev.quote_id)
+        log.info("engine.accept_result", rfq_id=ev.rfq_id, quote_id=ev.quote_id, action=ev.action,
+                 outcome=ev.outcome, venue_code=ev.venue_code)
+        if ev.outcome in ("accepted", "declined") and ev.status_raw:
+            status = RfqStatus.parse(ev.status_raw)
+            self._observe_status(rfq, status, ev.status_raw, f"{ev.action}-ack", ev.received_ms, allow_reopen=False)
+        elif mine and ev.outcome == "rejected" and rfq.last_quotes and self._skip_reason(rfq) is None:
+            self._decide(rfq, ev.received_ms, "accept-rejected")  # next best quote, if any is acceptable
+
+    def _on_reconciled(self, ev: RfqReconciled) -> None:
+        rfq = self._rfq(ev.rfq.rfq_id)
+        self._learn_rfq(rfq, ev.rfq)
+        if ev.source == "create":
+            self.pending_creates.pop(ev.rfq.client_order_id or "", None)
+        self._record("rfq.reconciled", ev.source, {"rfq": ev.rfq, "source": ev.source}, rfq_id=rfq.rfq_id,
+                     quote_id=ev.rfq.quote_id)
+        status = ev.rfq.status if ev.rfq.status is not None else (RfqStatus.NEW if ev.source == "create" else None)
+        if (status is RfqStatus.NEW and rfq.accept_state == ACCEPT_UNKNOWN and rfq.status in (RfqStatus.NEW, None)
+                and ev.received_ms > (rfq.doubt_since_ms or 0)):
+            # Asked after the accept's answer was lost, the venue still says new: it did not take.
+            rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.doubt_since_ms = ACCEPT_NONE, None, None, None
+            self.ledger.release(rfq.rfq_id)
+            self._record(kinds.KIND_RFQ_STATE, "reconcile", {"cause": "accept in doubt settled: RFQ still new",
+                                                             "rfq_state": rfq.snapshot()}, rfq_id=rfq.rfq_id)
+        if status in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL) and ev.rfq.quote_id:
+            rfq.accepted_quote_id = ev.rfq.quote_id
+            rfq.price = ev.rfq.price if ev.rfq.price is not None else rfq.price
+        self._observe_status(rfq, status, ev.rfq.status_raw or (status.value if status else None),
+                             f"reconcile.{ev.source}", ev.received_ms, allow_reopen=False)
+
+    def _on_create(self, ev: CreateRfqCommand) -> None:
+        if not self.deciding:
+            self._record("create.refused", ev.source, {"command": ev, "reason": "shutting down"})
+            return
+        open_count = sum(1 for r in self.rfqs.values() if not r.is_final) + len(self.pending_creates)
+        block = check_create(self.risk, open_rfqs=open_count, sell_ccy=ev.sell_ccy, sell_amount=ev.sell_amount)
+        if block is not None:
+            self._record("create.blocked", ev.source, {"command": ev, "blocked_by": block.limit, "reason": str(block)})
+            log.warning("engine.create_blocked", client_order_id=ev.client_order_id, limit=block.limit)
+            return
+        self.pending_creates[ev.client_order_id] = ev
+        self._record("create.requested", ev.source, {"command": ev})
+        self._sends.append(("create_rfq", (ev,)))
+
+    def _on_create_failed(self, ev: RfqCreateFailed) -> None:
+        self.pending_creates.pop(ev.client_order_id, None)
+        self._record("create.failed", "rest", {"client_order_id": ev.client_order_id, "outcome": ev.outcome,
+                                               "venue_code": ev.venue_code, "message": ev.message})
+
+    # --- housekeeping events ---------------------------------------------------------------
+
+    def _on_tick(self, ev: Tick) -> None:
+        now = self.venue_clock.now_ms()
+        self._check_kill_switch()
+        for rfq in list(self.rfqs.values()):
+            if rfq.wait_until_ms is not None and rfq.wait_until_ms <= now:
+                rfq.wait_until_ms = None
+                if self._skip_reason(rfq) is None:
+                    self._decide(rfq, ev.received_ms, "wait-deadline")
+
+    def _on_reload(self, ev: ReloadRequested) -> None:
+        if ev.error or ev.settings is None:
+            self._record("reload.rejected", "reload", {"error": ev.error or "no settings"})
+            log.error("engine.reload_rejected", error=ev.error)
+            return
+        try:
+            chains = getattr(ev.settings, "chains", None) or getattr(ev.settings, "strategies", None)
+            if not isinstance(chains, ChainSet):
+                chains = compile_chains(chains or {}, file=getattr(ev.settings, "source_file", None))
+            risk = RiskSettings.from_any(getattr(ev.settings, "risk", None))
+        except Exception as exc:  # noqa: BLE001 - an invalid reload keeps the old settings
+            self._record("reload.rejected", "reload", {"error": f"{type(exc).__name__}: {exc}"})
+            log.error("engine.reload_rejected", error=str(exc))
+            return
+        self.chains, self.risk, self.kill_switch = chains, risk, KillSwitch(risk.kill_switch_file)
+        self._record("reload.applied", "reload", {"strategies": chains.describe(), "risk": risk})
+        log.info("engine.reloaded", pairs=chains.pairs)
+
+    def _on_shutdown(self, ev: ShutdownRequested) -> None:
+        self.deciding = False
+        for rfq in self.rfqs.values():
+            rfq.wait_until_ms = None
+        self._record("shutdown", "engine", {"reason": ev.reason})
+
+    def _on_stream(self, ev: StreamStatus) -> None:
+        self._record(kinds.KIND_STREAM, ev.stream, {"stream": ev.stream, "state": ev.state, "detail": ev.detail,
+                                                    "session": ev.session})
+
+    def _on_listen_key(self, ev: ListenKeyStatus) -> None:
+        self._record("listen_key", "listenkey", {"action": ev.action, "key_hint": ev.key_hint, "detail": ev.detail})
+
+    def _on_venue_call(self, ev: VenueCall) -> None:
+        self._record(kinds.KIND_VENUE_CALL, "rest", {
+            "method": ev.method, "endpoint": ev.endpoint, "params": ev.params, "http_status": ev.http_status,
+            "venue_code": ev.venue_code, "duration_ms": ev.duration_ms, "outcome": ev.outcome, "error": ev.error})
+
+    def _on_note(self, ev: Note) -> None:
+        self._record(f"note.{ev.kind}", "engine", dict(ev.detail))
+
+    def _on_heartbeat(self, ev: Heartbeat) -> None:
+        """Heartbeats belong to the stream threads; one that reaches the engine is ignored."""
+
+    # --- restart -----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        now = self.venue_clock.now_ms()
+        state = self.journal.load_state(since_ms=now - DAY_MS)
+        for row in state.rfqs.values():
+            rfq = self._rfq(row["rfq_id"])
+            rfq.buy_ccy, rfq.sell_ccy = row["buy_ccy"], row["sell_ccy"]
+            rfq.mode = QuoteMode.parse(row["mode"] or "")
+            rfq.buy_amount, rfq.sell_amount, rfq.price = row["buy_amount"], row["sell_amount"], row["price"]
+            rfq.status = RfqStatus.parse(row["status"]) if row["status"] else None
+            rfq.status_raw, rfq.client_order_id = row["status_raw"], row["client_order_id"]
+            rfq.expires_ms, rfq.created_ms, rfq.updated_ms = row["expires_ms"], row["created_ms"], row["updated_ms"]
+            rfq.accept_state = row["accept_state"] or ACCEPT_NONE
+            rfq.accepted_quote_id = row["accepted_quote_id"]
+            rfq.resolve_pair(self.pairs.values())
+            if rfq.accept_state == ACCEPT_OUTSTANDING:  # no worker survived the restart
+                rfq.accept_state = ACCEPT_UNKNOWN
+            if rfq.accept_state == ACCEPT_UNKNOWN:
+                rfq.doubt_since_ms = self.local_clock.now_ms()
+        for doubt in state.unknown_accepts:
+            row = state.rfqs.get(doubt["rfq_id"])
+            if row is not None and (row["last_seq"] or 0) >= doubt["decision_seq"]:
+                continue  # the rfqs row already reflects this decision and what followed it
+            rfq = self._rfq(doubt["rfq_id"])
+            if rfq.accept_state in (ACCEPT_NONE, ACCEPT_OUTSTANDING) and not rfq.is_final:
+                rfq.accept_state, rfq.accepted_quote_id = ACCEPT_UNKNOWN, doubt["quote_id"]
+                rfq.doubt_since_ms = self.local_clock.now_ms()
+        for accept in state.recent_accepts:
+            self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
+        doubts = sorted(r.rfq_id for r in self.rfqs.values() if r.accept_state == ACCEPT_UNKNOWN)
+        if state.last_seq:
+            self._record("engine.restored", "engine", {"rfqs": len(self.rfqs), "accepts_in_doubt": doubts,
+                                                       "recent_accepts": len(state.recent_accepts)})
+
+    _HANDLERS: dict[type, Callable[["Engine", Any], None]] = {
+        PublicRfq: _on_public_rfq, PublicQuote: _on_public_quote, SpotTick: _on_spot, RfqUpdate: _on_rfq_update,
+        BestQuotes: _on_best_quotes, ActiveQuotes: _on_active_quotes, RejectedFrame: _on_rejected,
+        AcceptResult: _on_accept_result, RfqReconciled: _on_reconciled, CreateRfqCommand: _on_create,
+        RfqCreateFailed: _on_create_failed, Tick: _on_tick, ReloadRequested: _on_reload,
+        ShutdownRequested: _on_shutdown, StreamStatus: _on_stream, ListenKeyStatus: _on_listen_key,
+        VenueCall: _on_venue_call, Note: _on_note, Heartbeat: _on_heartbeat,
+    }

@@ -1,0 +1,227 @@
+"""The engine's state: the RFQ status partial order, per-RFQ records, and market context.
+
+Kept apart from the event loop so the rules can be read (and tested) on their own.
+
+Status order. Updates can arrive twice (stream and reconciliation) or out of order (a stream
+reconnect replays, a history query is older than a push). An observed status moves an RFQ only
+forward along::
+
+    new < manual-order < manual-order-confirmation < accepted < processing < final
+
+where final is successful, expired, cancelled, declined or failed. Final statuses stick. The
+one documented backward step is ``accepted -> new`` (the accepted quote lapsed before
+confirmation). An unknown status word never moves the RFQ: it is journaled with its raw text.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable
+
+from rfqbot.records import Pair, Quote, QuoteMode, RfqStatus, Side
+from strategies.base import MarketContext, ReferencePrice
+
+_RANK = {
+    RfqStatus.NEW: 0,
+    RfqStatus.MANUAL_ORDER: 1,
+    RfqStatus.MANUAL_ORDER_CONFIRMATION: 2,
+    RfqStatus.ACCEPTED: 3,
+    RfqStatus.PROCESSING: 4,
+}
+_FINAL_RANK = 5
+
+# accept_state values: the accept-at-most-once bookkeeping of one RFQ.
+ACCEPT_NONE = "none"                # no accept outstanding or standing: an accept may be sent
+ACCEPT_OUTSTANDING = "outstanding"  # sent (journaled first), no answer yet
+ACCEPT_UNKNOWN = "unknown"          # answer lost (5xx/timeout/restart): blocked until reconciled
+ACCEPT_ACCEPTED = "accepted"        # the venue took an accept (ours or one made elsewhere)
+BLOCKING_ACCEPT_STATES = frozenset({ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, ACCEPT_ACCEPTED})
+_TOOK = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
+
+
+def status_rank(status: RfqStatus) -> int:
+    return _FINAL_RANK if status.is_final else _RANK.get(status, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusStep:
+    """Whether an observed status moves the RFQ, and why (journaled as the cause detail)."""
+
+    moves: bool
+    why: str
+
+
+def next_status(current: RfqStatus | None, observed: RfqStatus, *, allow_reopen: bool = True) -> StatusStep:
+    """Apply the partial order (module docstring) to one observation.
+
+    ``allow_reopen=False`` refuses the ``accepted -> new`` step: only the private stream's
+    ordered ``rfqUpdates`` may reopen an RFQ; a history answer or a public push may be older
+    than the acceptance, and believing it could allow a second accept.
+    """
+    if observed is RfqStatus.UNKNOWN:
+        return StatusStep(False, "unknown status word; state kept")
+    if current is None:
+        return StatusStep(True, "first seen")
+    if current is observed:
+        return StatusStep(False, "duplicate")
+    if current.is_final:
+        return StatusStep(False, f"{current.value} is final")
+    if current is RfqStatus.ACCEPTED and observed is RfqStatus.NEW:
+        if not allow_reopen:
+            return StatusStep(False, "accepted -> new is taken only from rfqUpdates (this source may be stale)")
+        return StatusStep(True, "accepted quote lapsed; RFQ is new again")
+    if status_rank(observed) > status_rank(current):
+        return StatusStep(True, "forward")
+    return StatusStep(False, f"stale: {observed.value} is behind {current.value}")
+
+
+def accept_state_after(accept_state: str, new_status: RfqStatus) -> str:
+    """How a (moved-to) status settles the accept bookkeeping.
+
+    - the venue shows the RFQ accepted/processing/successful: an accept took (ours or made
+      elsewhere), so no accept may be sent - unless ours is still in flight (stays outstanding);
+    - back to ``new`` after an accept that took or whose outcome was unknown: the venue says it
+      did not stick, so a new accept is allowed;
+    - any other final status: nothing more will happen; an unknown outcome is settled.
+    """
+    if new_status in _TOOK:
+        return accept_state if accept_state == ACCEPT_OUTSTANDING else ACCEPT_ACCEPTED
+    if new_status is RfqStatus.NEW and accept_state in (ACCEPT_ACCEPTED, ACCEPT_UNKNOWN):
+        return ACCEPT_NONE
+    if new_status.is_final and accept_state == ACCEPT_UNKNOWN:
+        return ACCEPT_NONE
+    return accept_state
+
+
+@dataclass
+class OwnRfq:
+    """Everything the engine knows about one of the account's RFQs (mutable, engine thread only)."""
+
+    rfq_id: str
+    pair: str | None = None
+    side: Side | None = None
+    buy_ccy: str | None = None
+    sell_ccy: str | None = None
+    buy_amount: Decimal | None = None
+    sell_amount: Decimal | None = None
+    mode: QuoteMode = QuoteMode.UNKNOWN
+    status: RfqStatus | None = None
+    status_raw: str | None = None
+    client_order_id: str | None = None
+    expires_ms: int | None = None
+    created_ms: int | None = None
+    updated_ms: int | None = None
+    accept_state: str = ACCEPT_NONE
+    accepted_quote_id: str | None = None
+    price: Decimal | None = None
+    decision_seq: int | None = None
+    inflight_quote_id: str | None = None
+    doubt_since_ms: int | None = None
+    wait_until_ms: int | None = None
+    last_quotes: tuple[Quote, ...] = ()
+    last_quotes_ms: int | None = None
+    refused_quotes: set[str] = field(default_factory=set)
+    declined_quotes: set[str] = field(default_factory=set)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not None and self.status.is_final
+
+    def learn(self, *, buy_ccy: str | None = None, sell_ccy: str | None = None,
+              buy_amount: Decimal | None = None, sell_amount: Decimal | None = None,
+              mode: QuoteMode | None = None, expires_ms: int | None = None, created_ms: int | None = None,
+              client_order_id: str | None = None) -> None:
+        """Fill in facts not known yet; known facts are not overwritten by later, partial messages."""
+        self.buy_ccy = self.buy_ccy or buy_ccy
+        self.sell_ccy = self.sell_ccy or sell_ccy
+        self.buy_amount = self.buy_amount if self.buy_amount is not None else buy_amount
+        self.sell_amount = self.sell_amount if self.sell_amount is not None else sell_amount
+        if self.mode is QuoteMode.UNKNOWN and mode is not None:
+            self.mode = mode
+        self.expires_ms = self.expires_ms or expires_ms
+        self.created_ms = self.created_ms or created_ms
+        self.client_order_id = self.client_order_id or client_order_id
+
+    def resolve_pair(self, pairs: Iterable[Pair]) -> None:
+        if self.pair is not None or not (self.buy_ccy and self.sell_ccy):
+            return
+        for pair in pairs:
+            side = pair.side_of(self.buy_ccy, self.sell_ccy)
+            if side is not None:
+                self.pair, self.side = pair.name, side
+                return
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``rfqs`` row for the journal's projection."""
+        return {
+            "rfq_id": self.rfq_id, "pair": self.pair, "side": self.side.value if self.side else None,
+            "buy_ccy": self.buy_ccy, "sell_ccy": self.sell_ccy, "buy_amount": self.buy_amount,
+            "sell_amount": self.sell_amount, "mode": self.mode.value,
+            "status": self.status.value if self.status else None, "status_raw": self.status_raw,
+            "accept_state": self.accept_state, "accepted_quote_id": self.accepted_quote_id, "price": self.price,
+            "client_order_id": self.client_order_id, "expires_ms": self.expires_ms,
+            "created_ms": self.created_ms, "updated_ms": self.updated_ms, "own": True,
+        }
+
+
+def amounts_of(quote: Quote, rfq: OwnRfq, pair: Pair | None) -> dict[str, Decimal]:
+    """Per-currency amounts an accept of ``quote`` would trade (for risk limits).
+
+    Taken from the quote, else the RFQ; a missing side is derived from the price (quote ccy per
+    base) so a cap on either currency is always enforceable.
+    """
+    buy_ccy = quote.buy_ccy or rfq.buy_ccy
+    sell_ccy = quote.sell_ccy or rfq.sell_ccy
+    buy = quote.buy_amount if quote.buy_amount is not None else rfq.buy_amount
+    sell = quote.sell_amount if quote.sell_amount is not None else rfq.sell_amount
+    if pair is not None and buy_ccy and sell_ccy and quote.price > 0:
+        base_is_bought = buy_ccy == pair.base
+        if buy is None and sell is not None:
+            buy = sell / quote.price if base_is_bought else sell * quote.price
+        elif sell is None and buy is not None:
+            sell = buy * quote.price if base_is_bought else buy / quote.price
+    out: dict[str, Decimal] = {}
+    if buy_ccy and buy is not None:
+        out[buy_ccy] = buy
+    if sell_ccy and sell is not None:
+        out[sell_ccy] = sell
+    return out
+
+
+class MarketBook:
+    """Reference prices (spot) and recent public quotes per pair: the strategies' market context."""
+
+    def __init__(self, pairs: Iterable[Pair], recent_quotes: int = 50) -> None:
+        self._by_symbol = {p.spot_symbol: p for p in pairs}
+        self._pairs = list(self._by_symbol.values())
+        self._refs: dict[str, dict[str, ReferencePrice]] = {}
+        self._quotes: dict[str, deque[Quote]] = {}
+        self._keep = recent_quotes
+
+    def pair_of(self, buy_ccy: str | None, sell_ccy: str | None) -> Pair | None:
+        if not (buy_ccy and sell_ccy):
+            return None
+        for pair in self._pairs:
+            if pair.side_of(buy_ccy, sell_ccy) is not None:
+                return pair
+        return None
+
+    def on_spot(self, symbol: str, price: Decimal, at_ms: int, topic: str) -> str | None:
+        pair = self._by_symbol.get(symbol.replace("/", "").upper())
+        if pair is None:
+            return None
+        self._refs.setdefault(pair.name, {})[f"spot.{topic}"] = ReferencePrice(price, at_ms, f"spot.{topic}")
+        self._refs[pair.name]["spot"] = ReferencePrice(price, at_ms, f"spot.{topic}")
+        return pair.name
+
+    def on_public_quote(self, quote: Quote) -> str | None:
+        pair = self.pair_of(quote.buy_ccy, quote.sell_ccy)
+        if pair is None:
+            return None
+        self._quotes.setdefault(pair.name, deque(maxlen=self._keep)).append(quote)
+        return pair.name
+
+    def context(self, pair: str) -> MarketContext:
+        return MarketContext(dict(self._refs.get(pair, {})), tuple(self._quotes.get(pair, ())))
