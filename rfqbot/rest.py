@@ -9,6 +9,7 @@ happened. Queries are safe to repeat and retry with backoff.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from decimal import Decimal
@@ -234,8 +235,12 @@ def _retry_after(value: str | None) -> float:
     return DEFAULT_PAUSE_S
 
 
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
+
+
 def _short(exc: Exception) -> str:
-    text = str(exc)
+    """Exception text without query strings: they carry the signature and maybe a listen key."""
+    text = _QUERY_IN_TEXT.sub("?...", str(exc))
     return text if len(text) <= 200 else text[:200] + "..."
 
 

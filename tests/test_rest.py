@@ -238,8 +238,9 @@ def test_query_retry_then_success(venue: FakeVenue) -> None:
 def test_connection_refused_on_query_is_transport_error() -> None:
     profile = VenueProfile("test", "http://127.0.0.1:9", "ws://127.0.0.1:9", "X-HK-APIKEY", connect_timeout_s=0.5)
     client = RestClient(profile, API_KEY, API_SECRET, clock=FakeClock(), query_retries=1)
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportError) as caught:
         client.request("GET", PAIRS)
+    assert "signature" not in str(caught.value) and "timestamp=" not in str(caught.value)
     with pytest.raises(OutcomeUnknown):
         client.request("POST", ACCEPT, [("rfqId", "r")], kind="order")
 
