@@ -1,0 +1,248 @@
+"""Periodic work on an APScheduler 3.x BackgroundScheduler: the daemon's clockwork.
+
+Jobs: listen-key keepalive, server clock sync, reconciliation of unsettled RFQs, and scheduled
+RFQ creation from the ``rfqs:`` section. Every job only calls the venue (through the
+MarketPlace, which paces and classifies errors) and posts events; none touches engine state, so
+the engine keeps its single total order. Every job catches its own failures: a scheduler whose
+job raised would log and carry on anyway, but a journaled note says *what* went wrong.
+
+The job functions live on ``SchedulerJobs`` so tests can call them directly; ``Scheduler``
+only decides when they run (coalesce, one instance at a time, bounded misfire grace).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from rfqbot.clock import Clock, SystemClock
+from rfqbot.errors import Banned, RateLimited
+from rfqbot.events import ActiveQuotes, CreateRfqCommand, Event, Note, RfqReconciled
+from rfqbot.records import Quote, QuoteMode, Rfq
+
+log = structlog.get_logger(__name__)
+
+MAX_CLIENT_ID_LEN = 36  # the venue documents no limit for rfqClOrderId; spot ids allow 64
+
+
+class VenueQueries(Protocol):
+    def sync_clock(self) -> int: ...
+    def rfq_history(self, *, rfq_id: str | None = None) -> list[Rfq]: ...
+    def active_quotes(self, rfq_id: str) -> list[Quote]: ...
+
+
+class Keepalive(Protocol):
+    def extend(self) -> None: ...
+
+
+class ScheduledRfqSpec(Protocol):
+    """What one ``rfqs:`` entry gives (``config.ScheduledRfq`` satisfies it)."""
+
+    every_s: int | None
+    cron: str | None
+    buy: str
+    sell: str
+    sell_amount: Decimal
+    mode: str
+    expire_sec: int | None
+    client_id_prefix: str
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+class SchedulerJobs:
+    """The job bodies. Each runs on a scheduler worker thread and never raises."""
+
+    def __init__(self, *, marketplace: VenueQueries, post: Callable[[Event], None],
+                 reconcile_targets: Callable[[], Iterable[str]], keeper: Keepalive | None = None,
+                 clock: Clock | None = None) -> None:
+        self._api = marketplace
+        self._post = post
+        self._targets = reconcile_targets
+        self._keeper = keeper
+        self._clock: Clock = clock or SystemClock()
+        self._counter = itertools.count(1)
+        self._counter_lock = threading.Lock()
+
+    def keepalive(self) -> None:
+        """Extend the listen key (the keeper replaces it itself when that fails)."""
+        if self._keeper is None:
+            return
+        try:
+            self._keeper.extend()
+        except Exception:  # the keeper handles venue errors; this is a bug guard
+            log.exception("keepalive_job_failed")
+
+    def sync_clock(self) -> None:
+        """Measure the venue clock offset; expiry checks and signatures depend on it."""
+        try:
+            offset = self._api.sync_clock()
+        except Exception as exc:  # noted and retried next run; the old offset stays
+            log.warning("clock_sync_failed", error=str(exc))
+            self._emit(Note(self._clock.now_ms(), "clock_sync_failed", {"error": str(exc)[:300]}))
+            return
+        log.info("clock_sync", offset_ms=offset)
+        self._emit(Note(self._clock.now_ms(), "clock_sync", {"offset_ms": offset}))
+
+    def reconcile(self) -> int:
+        """Ask the venue about every unsettled RFQ; returns how many were queried.
+
+        History and active quotes are posted as they are; the engine decides what they mean.
+        A 429 or a ban ends the round at once: more requests would only prolong the penalty.
+        """
+        try:
+            targets = list(dict.fromkeys(self._targets()))
+        except Exception:  # the engine's snapshot failed: nothing to do this round
+            log.exception("reconcile_targets_failed")
+            return 0
+        done = 0
+        for rfq_id in targets:
+            try:
+                rows = self._api.rfq_history(rfq_id=rfq_id)
+                now = self._clock.now_ms()
+                for rfq in rows:
+                    self._emit(RfqReconciled(now, rfq, "history"))
+                quotes = self._api.active_quotes(rfq_id)
+                self._emit(ActiveQuotes(self._clock.now_ms(), rfq_id, tuple(quotes)))
+                done += 1
+            except (RateLimited, Banned) as exc:
+                log.warning("reconcile_round_cut_short", rfq_id=rfq_id, error=str(exc),
+                            skipped=len(targets) - done)
+                self._emit(Note(self._clock.now_ms(), "reconcile_skipped",
+                                {"reason": type(exc).__name__, "skipped": len(targets) - done}))
+                break
+            except Exception as exc:  # one RFQ's failure must not starve the others
+                log.warning("reconcile_failed", rfq_id=rfq_id, error=str(exc))
+                self._emit(Note(self._clock.now_ms(), "reconcile_failed",
+                                {"rfq_id": rfq_id, "error": str(exc)[:300]}))
+        return done
+
+    def create_scheduled_rfq(self, spec: ScheduledRfqSpec) -> None:
+        """Ask the engine to create the RFQ; the engine journals it and calls the venue."""
+        try:
+            now = self._clock.now_ms()
+            command = CreateRfqCommand(
+                received_ms=now, buy_ccy=spec.buy, sell_ccy=spec.sell,
+                sell_amount=Decimal(spec.sell_amount), mode=QuoteMode.parse(str(spec.mode)),
+                expire_sec=spec.expire_sec, client_order_id=self.client_order_id(spec.client_id_prefix, now),
+                source="schedule")
+        except Exception:  # a bad entry slipped past config validation: say which
+            log.exception("scheduled_rfq_invalid", buy=getattr(spec, "buy", None), sell=getattr(spec, "sell", None))
+            return
+        log.info("scheduled_rfq", buy=spec.buy, sell=spec.sell, client_order_id=command.client_order_id)
+        self._emit(command)
+
+    def client_order_id(self, prefix: str, now_ms: int) -> str:
+        """``prefix-<ms base36>-<counter base36>``: unique per process and over restarts."""
+        with self._counter_lock:
+            n = next(self._counter)
+        suffix = f"-{_base36(now_ms)}-{_base36(n)}"
+        return prefix[:max(1, MAX_CLIENT_ID_LEN - len(suffix))] + suffix
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self._post(event)
+        except Exception:
+            log.exception("scheduler_post_failed", event=type(event).__name__)
+
+
+class Scheduler:
+    """The running schedule: ``start()``, ``reconcile_now()``, ``shutdown()``."""
+
+    def __init__(self, aps: BackgroundScheduler, jobs: SchedulerJobs) -> None:
+        self.aps = aps
+        self.jobs = jobs
+
+    def start(self) -> None:
+        self.aps.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop firing; with ``wait`` also let running jobs finish (they are bounded by REST timeouts)."""
+        if self.aps.running:
+            self.aps.shutdown(wait=wait)
+
+    def reconcile_now(self) -> None:
+        """Run reconciliation as soon as possible (a stream just resubscribed: pushes may be lost).
+
+        It moves the regular job's next run to now rather than adding a second job, so two
+        reconciliations never run at once.
+        """
+        if not self.aps.running or self.aps.get_job("reconcile") is None:
+            return
+        self.aps.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+
+    def job_ids(self) -> list[str]:
+        return [job.id for job in self.aps.get_jobs()]
+
+
+def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
+                    reconcile_targets: Callable[[], Iterable[str]], keeper: Keepalive | None = None,
+                    clock: Clock | None = None, extend_every_s: float = 1800,
+                    clock_sync_every_s: float = 300, reconcile_every_s: float = 30,
+                    scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
+    """All jobs on one BackgroundScheduler (not started). Cron entries use ``tz`` (UTC).
+
+    Clock sync runs at once on start (accept decisions use the venue clock); the keepalive
+    first fires one interval after start (the key was just created). Missed runs coalesce into
+    one; a job never overlaps itself.
+    """
+    jobs = SchedulerJobs(marketplace=marketplace, post=post, reconcile_targets=reconcile_targets,
+                         keeper=keeper, clock=clock)
+    aps = BackgroundScheduler(timezone=tz)
+    once = {"coalesce": True, "max_instances": 1}  # explicit per job: pending jobs show it too
+    now = datetime.now(timezone.utc)
+    if keeper is not None:
+        aps.add_job(jobs.keepalive, IntervalTrigger(seconds=extend_every_s), id="listen_key_keepalive",
+                    name="listen-key keepalive", misfire_grace_time=max(1, int(extend_every_s)), **once)
+    aps.add_job(jobs.sync_clock, IntervalTrigger(seconds=clock_sync_every_s), id="clock_sync",
+                name="server clock sync", next_run_time=now, misfire_grace_time=60, **once)
+    aps.add_job(jobs.reconcile, IntervalTrigger(seconds=reconcile_every_s), id="reconcile",
+                name="reconciliation", misfire_grace_time=max(1, int(reconcile_every_s)), **once)
+    for i, spec in enumerate(scheduled_rfqs):
+        trigger, grace = _rfq_trigger(spec, tz)
+        aps.add_job(jobs.create_scheduled_rfq, trigger, args=[spec], id=f"rfq_{i}",
+                    name=f"scheduled RFQ {i}: buy {spec.buy} sell {spec.sell}", misfire_grace_time=grace,
+                    **once)
+    return Scheduler(aps, jobs)
+
+
+def build_scheduler_from_settings(settings: Any, **deps: Any) -> Scheduler:
+    """``build_scheduler`` with the intervals and ``rfqs:`` of a ``config.Settings``."""
+    return build_scheduler(extend_every_s=settings.listen_key.extend_every_s,
+                           clock_sync_every_s=settings.clock_sync.every_s,
+                           reconcile_every_s=settings.reconcile.every_s,
+                           scheduled_rfqs=settings.rfqs, **deps)
+
+
+def _rfq_trigger(spec: ScheduledRfqSpec, tz: Any) -> tuple[Any, int]:
+    """Interval or crontab trigger, and how late a run may still start.
+
+    A scheduled RFQ that is much later than planned is skipped rather than sent: a desk that
+    asked for one RFQ at the top of the hour does not want it at twenty past.
+    """
+    if getattr(spec, "cron", None):
+        return CronTrigger.from_crontab(spec.cron, timezone=tz), 60
+    every = spec.every_s
+    if not every or every <= 0:
+        raise ValueError(f"scheduled RFQ buy {spec.buy} sell {spec.sell}: give 'every' or 'cron'")
+    return IntervalTrigger(seconds=every), max(1, min(60, int(every) // 2))
+
+
+__all__ = ["MAX_CLIENT_ID_LEN", "Scheduler", "SchedulerJobs", "build_scheduler",
+           "build_scheduler_from_settings"]
