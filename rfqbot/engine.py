@@ -21,9 +21,10 @@ import structlog
 
 from rfqbot import projections as kinds
 from rfqbot.clock import VenueClock
+from rfqbot.engine_passive import PassiveHandlers
 from rfqbot.engine_state import (
     ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, BLOCKING_ACCEPT_STATES, MarketBook,
-    OwnRfq, accept_state_after, amounts_of, next_status,
+    OwnRfq, accept_state_after, amounts_of, next_status, restore_rfqs,
 )
 from rfqbot.events import (
     AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, Event, Heartbeat, ListenKeyStatus, Note,
@@ -31,7 +32,7 @@ from rfqbot.events import (
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
 from rfqbot.journal import Journal
-from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
+from rfqbot.records import Pair, Quote, Rfq, RfqStatus
 from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_accept, check_create
 from strategies import ChainSet, DecisionContext, RfqView, compile_chains
 
@@ -40,14 +41,14 @@ log = structlog.get_logger(__name__)
 Observer = Callable[[str, dict[str, Any]], None]
 
 
-class Engine:
+class Engine(PassiveHandlers):
     """The event loop's state machine. Construct, then ``handle(event)`` or ``run(queue, stop)``."""
 
-    def __init__(self, journal: Journal, chains: ChainSet, risk: Any, actions: Any, venue_clock: VenueClock,
+    def __init__(self, journal: Journal, chains: ChainSet | None, risk: Any, actions: Any, venue_clock: VenueClock,
                  pairs: Iterable[Pair], min_time_left_ms: int = 1000, *, observer: Observer | None = None,
                  burst: int = 256) -> None:
         self.journal = journal
-        self.chains = chains
+        self.chains = chains if chains is not None else ChainSet({})
         self.risk = RiskSettings.from_any(risk)
         self.kill_switch = KillSwitch(self.risk.kill_switch_file)
         self.actions = actions
@@ -66,6 +67,17 @@ class Engine:
         self._kill_engaged = False
         self._burst = burst
         self._restore()
+
+    def _restore(self) -> None:
+        now = self.venue_clock.now_ms()
+        state = self.journal.load_state(since_ms=now - DAY_MS)
+        self.rfqs = restore_rfqs(state.rfqs, state.unknown_accepts, self.pairs.values(), self.local_clock.now_ms())
+        for accept in state.recent_accepts:
+            self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
+        if state.last_seq:
+            doubts = sorted(r.rfq_id for r in self.rfqs.values() if r.accept_state == ACCEPT_UNKNOWN)
+            self._record("engine.restored", "engine", {"rfqs": len(self.rfqs), "accepts_in_doubt": doubts,
+                                                       "recent_accepts": len(state.recent_accepts)})
 
     def add_observer(self, observer: Observer) -> None:
         """Called with (kind, payload) after each journaled entry (the demo prints RFQ lives)."""
@@ -111,12 +123,13 @@ class Engine:
         self._flush_sends()
 
     def _dispatch(self, event: Event) -> None:
-        handler = self._HANDLERS.get(type(event))
+        name = self._HANDLERS.get(type(event))
+        handler = getattr(self, name) if name else None
         if handler is None:
             log.warning("engine.unhandled_event", event_type=type(event).__name__)
             return
         try:
-            handler(self, event)
+            handler(event)
         except Exception as exc:  # noqa: BLE001 - bad input never crashes the daemon
             log.error("engine.handler_failed", event_type=type(event).__name__, error=f"{type(exc).__name__}: {exc}")
             self._record("engine.error", "engine", {"event_type": type(event).__name__,
@@ -195,25 +208,7 @@ class Engine:
             rfq.learn(buy_ccy=cmd.buy_ccy, sell_ccy=cmd.sell_ccy, sell_amount=cmd.sell_amount, mode=cmd.mode)
         rfq.resolve_pair(self.pairs.values())
 
-    # --- frames ----------------------------------------------------------------------------
-
-    def _on_public_rfq(self, ev: PublicRfq) -> None:
-        # Journal only: the public push of an own RFQ may be older than an acceptance seen on the
-        # private stream (different connections, no common order), so it never moves state.
-        self._record("frame.public_rfq", "public", {"rfq": ev.rfq, "raw": ev.raw, "received_ms": ev.received_ms,
-                                                    "own": ev.rfq.rfq_id in self.rfqs}, rfq_id=ev.rfq.rfq_id)
-
-    def _on_public_quote(self, ev: PublicQuote) -> None:
-        self.market.on_public_quote(ev.quote)
-        self._record(kinds.KIND_PUBLIC_QUOTE, "public", {"quote": ev.quote, "raw": ev.raw,
-                                                         "received_ms": ev.received_ms},
-                     rfq_id=ev.quote.rfq_id, quote_id=ev.quote.quote_id)
-
-    def _on_spot(self, ev: SpotTick) -> None:
-        at_ms = ev.venue_ms if ev.venue_ms is not None else self.venue_clock.now_ms()
-        pair = self.market.on_spot(ev.symbol, ev.price, at_ms, ev.topic)
-        self._record("frame.spot", "public", {"symbol": ev.symbol, "pair": pair, "price": ev.price,
-                                              "topic": ev.topic, "raw": ev.raw}, venue_ms=ev.venue_ms)
+    # --- private frames ----------------------------------------------------------------------
 
     def _on_rfq_update(self, ev: RfqUpdate) -> None:
         rfq = self._rfq(ev.rfq.rfq_id)
@@ -234,10 +229,6 @@ class Engine:
         self._record(kinds.KIND_ACTIVE_QUOTES, "reconcile", {"quotes": list(ev.quotes)}, rfq_id=ev.rfq_id)
         if ev.quotes:
             self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "rfq-active")
-
-    def _on_rejected(self, ev: RejectedFrame) -> None:
-        log.warning("engine.rejected_frame", stream=ev.stream, reason=ev.reason)
-        self._record("frame.rejected", ev.stream, {"reason": ev.reason, "raw": ev.raw, "received_ms": ev.received_ms})
 
     # --- deciding ----------------------------------------------------------------------------
 
@@ -449,9 +440,11 @@ class Engine:
             log.error("engine.reload_rejected", error=ev.error)
             return
         try:
-            chains = getattr(ev.settings, "chains", None) or getattr(ev.settings, "strategies", None)
+            chains = getattr(ev.settings, "chains", None)
             if not isinstance(chains, ChainSet):
-                chains = compile_chains(chains or {}, file=getattr(ev.settings, "source_file", None))
+                raw = getattr(ev.settings, "strategies", None)
+                chains = raw if isinstance(raw, ChainSet) else compile_chains(
+                    raw or {}, file=getattr(ev.settings, "file", None))
             risk = RiskSettings.from_any(getattr(ev.settings, "risk", None))
         except Exception as exc:  # noqa: BLE001 - an invalid reload keeps the old settings
             self._record("reload.rejected", "reload", {"error": f"{type(exc).__name__}: {exc}"})
@@ -467,64 +460,12 @@ class Engine:
             rfq.wait_until_ms = None
         self._record("shutdown", "engine", {"reason": ev.reason})
 
-    def _on_stream(self, ev: StreamStatus) -> None:
-        self._record(kinds.KIND_STREAM, ev.stream, {"stream": ev.stream, "state": ev.state, "detail": ev.detail,
-                                                    "session": ev.session})
-
-    def _on_listen_key(self, ev: ListenKeyStatus) -> None:
-        self._record("listen_key", "listenkey", {"action": ev.action, "key_hint": ev.key_hint, "detail": ev.detail})
-
-    def _on_venue_call(self, ev: VenueCall) -> None:
-        self._record(kinds.KIND_VENUE_CALL, "rest", {
-            "method": ev.method, "endpoint": ev.endpoint, "params": ev.params, "http_status": ev.http_status,
-            "venue_code": ev.venue_code, "duration_ms": ev.duration_ms, "outcome": ev.outcome, "error": ev.error})
-
-    def _on_note(self, ev: Note) -> None:
-        self._record(f"note.{ev.kind}", "engine", dict(ev.detail))
-
-    def _on_heartbeat(self, ev: Heartbeat) -> None:
-        """Heartbeats belong to the stream threads; one that reaches the engine is ignored."""
-
-    # --- restart -----------------------------------------------------------------------------
-
-    def _restore(self) -> None:
-        now = self.venue_clock.now_ms()
-        state = self.journal.load_state(since_ms=now - DAY_MS)
-        for row in state.rfqs.values():
-            rfq = self._rfq(row["rfq_id"])
-            rfq.buy_ccy, rfq.sell_ccy = row["buy_ccy"], row["sell_ccy"]
-            rfq.mode = QuoteMode.parse(row["mode"] or "")
-            rfq.buy_amount, rfq.sell_amount, rfq.price = row["buy_amount"], row["sell_amount"], row["price"]
-            rfq.status = RfqStatus.parse(row["status"]) if row["status"] else None
-            rfq.status_raw, rfq.client_order_id = row["status_raw"], row["client_order_id"]
-            rfq.expires_ms, rfq.created_ms, rfq.updated_ms = row["expires_ms"], row["created_ms"], row["updated_ms"]
-            rfq.accept_state = row["accept_state"] or ACCEPT_NONE
-            rfq.accepted_quote_id = row["accepted_quote_id"]
-            rfq.resolve_pair(self.pairs.values())
-            if rfq.accept_state == ACCEPT_OUTSTANDING:  # no worker survived the restart
-                rfq.accept_state = ACCEPT_UNKNOWN
-            if rfq.accept_state == ACCEPT_UNKNOWN:
-                rfq.doubt_since_ms = self.local_clock.now_ms()
-        for doubt in state.unknown_accepts:
-            row = state.rfqs.get(doubt["rfq_id"])
-            if row is not None and (row["last_seq"] or 0) >= doubt["decision_seq"]:
-                continue  # the rfqs row already reflects this decision and what followed it
-            rfq = self._rfq(doubt["rfq_id"])
-            if rfq.accept_state in (ACCEPT_NONE, ACCEPT_OUTSTANDING) and not rfq.is_final:
-                rfq.accept_state, rfq.accepted_quote_id = ACCEPT_UNKNOWN, doubt["quote_id"]
-                rfq.doubt_since_ms = self.local_clock.now_ms()
-        for accept in state.recent_accepts:
-            self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
-        doubts = sorted(r.rfq_id for r in self.rfqs.values() if r.accept_state == ACCEPT_UNKNOWN)
-        if state.last_seq:
-            self._record("engine.restored", "engine", {"rfqs": len(self.rfqs), "accepts_in_doubt": doubts,
-                                                       "recent_accepts": len(state.recent_accepts)})
-
-    _HANDLERS: dict[type, Callable[["Engine", Any], None]] = {
-        PublicRfq: _on_public_rfq, PublicQuote: _on_public_quote, SpotTick: _on_spot, RfqUpdate: _on_rfq_update,
-        BestQuotes: _on_best_quotes, ActiveQuotes: _on_active_quotes, RejectedFrame: _on_rejected,
-        AcceptResult: _on_accept_result, RfqReconciled: _on_reconciled, CreateRfqCommand: _on_create,
-        RfqCreateFailed: _on_create_failed, Tick: _on_tick, ReloadRequested: _on_reload,
-        ShutdownRequested: _on_shutdown, StreamStatus: _on_stream, ListenKeyStatus: _on_listen_key,
-        VenueCall: _on_venue_call, Note: _on_note, Heartbeat: _on_heartbeat,
+    _HANDLERS: dict[type, str] = {
+        PublicRfq: "_on_public_rfq", PublicQuote: "_on_public_quote", SpotTick: "_on_spot",
+        RfqUpdate: "_on_rfq_update", BestQuotes: "_on_best_quotes", ActiveQuotes: "_on_active_quotes",
+        RejectedFrame: "_on_rejected", AcceptResult: "_on_accept_result", RfqReconciled: "_on_reconciled",
+        CreateRfqCommand: "_on_create", RfqCreateFailed: "_on_create_failed", Tick: "_on_tick",
+        ReloadRequested: "_on_reload", ShutdownRequested: "_on_shutdown", StreamStatus: "_on_stream",
+        ListenKeyStatus: "_on_listen_key", VenueCall: "_on_venue_call", Note: "_on_note",
+        Heartbeat: "_on_heartbeat",
     }

@@ -225,3 +225,38 @@ class MarketBook:
 
     def context(self, pair: str) -> MarketContext:
         return MarketContext(dict(self._refs.get(pair, {})), tuple(self._quotes.get(pair, ())))
+
+
+def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str, Any]], pairs: Iterable[Pair],
+                 now_ms: int) -> dict[str, OwnRfq]:
+    """Rebuild own RFQs from ``Journal.load_state`` after a restart.
+
+    An accept that was outstanding when the process stopped has no worker any more: its outcome
+    is unknown, and the RFQ stays blocked until reconciliation asks the venue.
+    """
+    pairs = list(pairs)
+    out: dict[str, OwnRfq] = {}
+    for row in rows.values():
+        rfq = out[row["rfq_id"]] = OwnRfq(row["rfq_id"])
+        rfq.buy_ccy, rfq.sell_ccy = row["buy_ccy"], row["sell_ccy"]
+        rfq.mode = QuoteMode.parse(row["mode"] or "")
+        rfq.buy_amount, rfq.sell_amount, rfq.price = row["buy_amount"], row["sell_amount"], row["price"]
+        rfq.status = RfqStatus.parse(row["status"]) if row["status"] else None
+        rfq.status_raw, rfq.client_order_id = row["status_raw"], row["client_order_id"]
+        rfq.expires_ms, rfq.created_ms, rfq.updated_ms = row["expires_ms"], row["created_ms"], row["updated_ms"]
+        rfq.accept_state = row["accept_state"] or ACCEPT_NONE
+        rfq.accepted_quote_id = row["accepted_quote_id"]
+        rfq.resolve_pair(pairs)
+        if rfq.accept_state == ACCEPT_OUTSTANDING:
+            rfq.accept_state = ACCEPT_UNKNOWN
+    for doubt in unknown_accepts:
+        row = rows.get(doubt["rfq_id"])
+        if row is not None and (row["last_seq"] or 0) >= doubt["decision_seq"]:
+            continue  # the rfqs row already reflects this decision and what followed it
+        rfq = out.setdefault(doubt["rfq_id"], OwnRfq(doubt["rfq_id"]))
+        if rfq.accept_state == ACCEPT_NONE and not rfq.is_final:
+            rfq.accept_state, rfq.accepted_quote_id = ACCEPT_UNKNOWN, doubt["quote_id"]
+    for rfq in out.values():
+        if rfq.accept_state == ACCEPT_UNKNOWN:
+            rfq.doubt_since_ms = now_ms
+    return out

@@ -179,7 +179,8 @@ class Param:
             if isinstance(value, bool) or isinstance(value, float):
                 raise bad(f"got {value!r} unquoted (binary floating point loses digits)")
             try:
-                result: Any = Decimal(str(value).strip()) if isinstance(value, (int, str)) else None
+                result: Any = (value if isinstance(value, Decimal) else
+                               Decimal(str(value).strip()) if isinstance(value, (int, str)) else None)
             except InvalidOperation:
                 result = None
             if result is None or not result.is_finite():
