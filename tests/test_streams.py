@@ -403,3 +403,28 @@ def test_stop_during_backoff_is_prompt(streams):
     assert s.stop(3.0) is True  # well inside the 30 s backoff
     closed = [st for st in sink.of(StreamStatus) if st.state == "closed"]
     assert closed and closed[0].detail.startswith("error:")
+
+
+def test_default_decoder_is_wire_decode_frame(server, streams):
+    """With the production decoder: the documented ping is answered, the push is posted."""
+    from rfqbot.events import RfqUpdate
+
+    # the venue's documented frames (docs/frames/ws-private-*.json), inlined
+    ping = {"ping": 1748504490208, "channelId": "02ac86fffe5fdf52-00000001-00266eb0-74a37ad40fb20d81"}
+    update = {"event": "update", "topic": "rfqUpdates", "data": {
+        "rfqId": "RFQ_123", "rfqClOrderId": "RFQClOrder_123", "buyCcy": "BTC", "sellCcy": "USDT",
+        "buyAmount": "", "sellAmount": "2", "rfqMode": "real-time", "quoteId": "quote_123",
+        "price": 120001, "quoteMode": "real-time", "status": "accepted", "statusInt": "2",
+        "isLPReject": False, "expiryTime": 1717410000}}
+    sink = Sink()
+    s = StreamConnection("private", server.url("/api/v1/ws/KEYKEYKEYKEY"), post=sink,
+                         answer_server_pings=True, stale_after_s=2.0, close_timeout_s=0.2)
+    streams.append(s)
+    s.start()
+    assert wait_until(lambda: s.state == "subscribed")
+    server.send_all(json.dumps(ping))
+    server.send_all(json.dumps(update))
+    assert wait_until(lambda: {"pong": ping["ping"]} in server.messages())
+    assert wait_until(lambda: len(sink.of(RfqUpdate)) == 1)
+    assert sink.of(RfqUpdate)[0].rfq.rfq_id == "RFQ_123"
+    assert not sink.of(RejectedFrame)
