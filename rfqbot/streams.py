@@ -422,3 +422,32 @@ class StreamConnection:
     @staticmethod
     def _describe(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"[:300]
+
+
+# --- wiring from config -------------------------------------------------------------------------
+
+def build_public_stream(settings: Any, *, post: Callable[[Event], None], decode: Decode | None = None,
+                        clock: Clock | None = None) -> StreamConnection:
+    """The public stream as ``streams.*`` and ``venue.*`` configure it."""
+    profile = settings.profile()
+    cfg = settings.streams
+    return StreamConnection(
+        "public", profile.public_stream_url, post=post, decode=decode,
+        subscribe=public_subscriptions(cfg.public_topics, cfg.spot_symbols),
+        client_ping_interval_s=cfg.ping_interval_s, answer_server_pings=False,
+        stale_after_s=cfg.public_stale_after_s, max_backoff_s=cfg.reconnect_max_backoff_s,
+        ca_file=profile.ca_file, clock=clock, connect_timeout_s=max(profile.connect_timeout_s, 1.0))
+
+
+def build_private_stream(settings: Any, *, post: Callable[[Event], None], decode: Decode | None = None,
+                         clock: Clock | None = None,
+                         on_stale: Callable[[SessionEnd], None] | None = None) -> StreamConnection:
+    """The private stream, not yet on any key: ``ListenKeyKeeper.start`` moves it onto one."""
+    profile = settings.profile()
+    cfg = settings.streams
+    return StreamConnection(
+        "private", profile.private_stream_url("pending"), post=post, decode=decode,
+        client_ping_interval_s=None, answer_server_pings=True,
+        stale_after_s=cfg.private_stale_after_s, max_backoff_s=cfg.reconnect_max_backoff_s,
+        ca_file=profile.ca_file, clock=clock, on_stale=on_stale,
+        connect_timeout_s=max(profile.connect_timeout_s, 1.0))

@@ -428,3 +428,20 @@ def test_default_decoder_is_wire_decode_frame(server, streams):
     assert wait_until(lambda: len(sink.of(RfqUpdate)) == 1)
     assert sink.of(RfqUpdate)[0].rfq.rfq_id == "RFQ_123"
     assert not sink.of(RejectedFrame)
+
+
+def test_builders_follow_config():
+    from rfqbot.config import Settings
+    from rfqbot.streams import build_private_stream, build_public_stream
+
+    settings = Settings.model_validate({"streams": {"spot_symbols": ["BTCUSDT"], "ping_interval_s": 7,
+                                                    "public_stale_after_s": 21, "private_stale_after_s": 61,
+                                                    "reconnect_max_backoff_s": 12}})
+    pub = build_public_stream(settings, post=Sink())
+    assert pub.url == settings.profile().public_stream_url
+    assert pub._subscribe == public_subscriptions(("rfqs", "quotes"), ("BTCUSDT",))
+    assert (pub._ping_interval_s, pub._stale_after_s, pub._backoff.cap_s) == (7, 21, 12)
+    priv = build_private_stream(settings, post=Sink())
+    assert (priv._ping_interval_s, priv._answer_pings, priv._stale_after_s) == (None, True, 61)
+    assert priv._subscribe == []
+    assert not pub.is_alive() and not priv.is_alive()
