@@ -183,3 +183,15 @@ def test_property_no_chain_accepts_worse_than_limit(limit, quote_prices, side, r
     acceptable = [p for p in quote_prices if (p <= limit if side is Side.BUY_BASE else p >= limit)]
     assert (res.kind == "accept") == bool(acceptable)
     assert c.decide(ctx(quotes, side=side)) == res  # deterministic
+
+
+def test_documented_example_strategy():
+    steps = [{"use": "strategies.examples.max_spread:MaxSpreadToBest", "max_gap": "5"},
+             {"use": "price_limit", "limit_price": "100"}]
+    c = chain(steps)
+    res = c.decide(ctx([q("a", "90", 1)]))
+    assert res.kind == "wait" and res.until_ms == NOW + 1000
+    assert c.decide(ctx([q("a", "90", 1)], now=NOW + 1000)).kind == "accept"  # waited long enough: pass
+    assert c.decide(ctx([q("a", "90", 1), q("b", "96", 2)])).kind == "decline"
+    res = c.decide(ctx([q("a", "90", 1), q("b", "94", 2)]))
+    assert res.kind == "accept" and res.quote_id == "a"

@@ -1,0 +1,1 @@
+"""Example user strategies; the README's "Writing your own strategy" uses ``max_spread``."""
