@@ -14,7 +14,6 @@ The key itself is never logged or posted: ``key_hint`` is a hash fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from typing import Callable, Protocol
 
@@ -24,7 +23,7 @@ from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, RateLimited
 from rfqbot.events import Event, ListenKeyStatus
-from rfqbot.streams import SessionEnd
+from rfqbot.streams import SessionEnd, key_hint
 
 log = structlog.get_logger(__name__)
 
@@ -38,13 +37,6 @@ class ListenKeyApi(Protocol):
 class PrivateStream(Protocol):
     def move_to(self, url: str) -> None: ...
     def start(self) -> bool: ...
-
-
-def key_hint(key: str | None) -> str:
-    """A fingerprint to tell keys apart in logs and the journal without revealing them."""
-    if not key:
-        return ""
-    return "k:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
 class ListenKeyKeeper:
@@ -154,9 +146,10 @@ class ListenKeyKeeper:
         """``on_stale`` of the private stream: replace the key when it looks dead.
 
         Dead looks like: the handshake was refused, or the connection opened and ended within
-        ``fresh_key_grace_s`` with nothing received. A network error before connecting is not
-        the key's fault (the stream's own reconnect handles it). Runs on the stream thread,
-        so the replacement itself goes to a worker thread.
+        ``fresh_key_grace_s``. Frames do not clear the suspicion: a venue may send an error
+        frame before closing, and a healthy private stream is quiet for its first 30 s anyway.
+        A network error before connecting is not the key's fault (the stream's own reconnect
+        handles it). Runs on the stream thread, so the replacement goes to a worker thread.
         """
         if self._stopping.is_set():
             return
@@ -164,11 +157,9 @@ class ListenKeyKeeper:
             key = self._key
         if key is None or end.url != self._url_for_key(key):
             return  # about a key already replaced
-        if end.frames > 0:
-            self._stale_backoff.reset()  # the key worked: the next dead-key report acts at once
-            return
         quick = end.connected_ms is not None and end.ended_ms - end.connected_ms <= self._grace_ms
         if not (end.reason == "rejected" or quick):
+            self._stale_backoff.reset()  # the key worked: the next dead-key report acts at once
             return
         with self._lock:
             if self._worker is not None and self._worker.is_alive():

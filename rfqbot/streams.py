@@ -13,13 +13,14 @@ same value, pongs and any other frame mark the connection alive.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 import websocket
@@ -55,6 +56,13 @@ class SessionEnd:
     ended_ms: int
     frames: int
     detail: str = ""
+
+
+def key_hint(key: str | None) -> str:
+    """A fingerprint to tell listen keys apart in logs and the journal without revealing them."""
+    if not key:
+        return ""
+    return "k:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
 def public_subscriptions(topics: Sequence[str] = ("rfqs", "quotes"),
@@ -405,18 +413,19 @@ class StreamConnection:
             log.exception("stream_post_failed", stream=self.name, event=type(event).__name__)
 
     def _redact(self, url: str) -> str:
-        """The URL without the listen key (the key grants the private stream)."""
+        """The URL with the listen key replaced by its fingerprint (the key grants the stream)."""
         if self.name != "private":
             return url
         parts = urlsplit(url)
         path, _, key = parts.path.rpartition("/")
-        return f"{parts.scheme}://{parts.netloc}{path}/…{key[-4:] if len(key) > 8 else ''}"
+        return f"{parts.scheme}://{parts.netloc}{path}/{key_hint(unquote(key))}"
 
     def _scrub(self, text: str, url: str) -> str:
         if self.name == "private":
             key = urlsplit(url).path.rpartition("/")[2]
             if key:
-                text = text.replace(url, self._redact(url)).replace(key, "…")
+                text = text.replace(url, self._redact(url)).replace(key, key_hint(unquote(key)))
+                text = text.replace(unquote(key), key_hint(unquote(key)))
         return text
 
     @staticmethod

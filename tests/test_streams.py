@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from rfqbot.backoff import Backoff
 from rfqbot.events import Heartbeat, Note, RejectedFrame, StreamStatus
-from rfqbot.streams import SessionEnd, StreamConnection, public_subscriptions
+from rfqbot.streams import SessionEnd, StreamConnection, key_hint, public_subscriptions
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
@@ -352,6 +352,8 @@ def test_rejected_handshake_reports_without_leaking_the_key(server, streams):
     assert "401" in ends[0].detail
     for st in sink.of(StreamStatus):
         assert "DEADKEY99999" not in st.detail
+    connecting = next(st for st in sink.of(StreamStatus) if st.state == "connecting")
+    assert connecting.detail.endswith("/api/v1/ws/" + key_hint("DEADKEY99999"))
     assert server.connections_total == 0
 
 
