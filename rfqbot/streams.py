@@ -32,6 +32,7 @@ from rfqbot.events import Event, Heartbeat, RejectedFrame, StreamName, StreamSta
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 1 << 20  # 1 MiB: no documented frame comes near it
+HEALTHY_SESSION_S = 10.0  # a session with frames that lasted this long resets the backoff
 _RAW_SNIPPET = 512  # how much of a rejected oversized frame is kept for the journal
 
 Decode = Callable[[StreamName, "str | bytes", int], list[Event]]
@@ -244,6 +245,8 @@ class StreamConnection:
                 if self._pending_url is not None:  # on_stale moved us: no point waiting
                     self._backoff.reset()
                     continue
+                if self._worked(end):  # a drop after a good session starts the backoff afresh
+                    self._backoff.reset()
                 delay = self._backoff.next_delay()
                 self._status("backoff", f"reconnecting in {delay:.2f} s after {end.reason}", session)
                 self._wake.wait(delay)
@@ -360,6 +363,12 @@ class StreamConnection:
         return got_pong
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _worked(self, end: SessionEnd) -> bool:
+        """A session that received frames for a while: its end is news, not a pattern."""
+        if end.connected_ms is None or end.frames == 0:
+            return False
+        return end.ended_ms - end.connected_ms >= 1000 * min(self._stale_after_s, HEALTHY_SESSION_S)
 
     def _interrupted(self) -> bool:
         return self._stopping or self._pending_url is not None

@@ -298,6 +298,23 @@ def test_server_close_reconnects_and_resubscribes(server, streams):
     assert server.max_live == 1
 
 
+def test_backoff_grows_while_failing_and_resets_after_a_good_session(server, streams):
+    sink = Sink()
+    s = make_stream(server.url(), sink, client_ping_interval_s=0.05, stale_after_s=0.3,
+                    backoff=Backoff(base_s=0.01, cap_s=0.05))
+    streams.append(s)
+    server.reject_paths.add("/quote/ws/v1")
+    s.start()
+    assert wait_until(lambda: s._backoff.attempt >= 3)  # refused again and again: growing
+    server.reject_paths.clear()
+    assert wait_until(lambda: s.state == "subscribed")
+    session = s.session
+    time.sleep(0.5)  # pongs flow for longer than stale_after_s: a good session
+    server.close_all()
+    assert wait_until(lambda: ("backoff", session) in sink.states())
+    assert s._backoff.attempt == 1, "the delay after a good session starts from the base again"
+
+
 def test_silent_server_is_detected_stale_and_replaced(server, streams):
     server.silent = True
     sink = Sink()
