@@ -83,6 +83,9 @@ class ListenKeyKeeper:
         False when ``stop()`` interrupted it; raises ``Banned`` at once, or the last error
         after ``max_attempts`` failed creates (None: keep trying until stopped).
         """
+        with self._lock:
+            if self._key is not None:
+                return True  # already started: a second key would only leak
         key = self._create(max_attempts=max_attempts)
         if key is None:
             return False

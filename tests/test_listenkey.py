@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import fields
-from typing import Any
 
 import pytest
 
@@ -111,6 +110,13 @@ def test_start_creates_key_then_starts_stream_on_it(rig):
     assert calls == [("create", KEYS[0]), ("move_to", url_for(KEYS[0])), ("start", "")]
     assert actions(sink) == ["created"]
     assert sink.of(ListenKeyStatus)[0].key_hint == key_hint(KEYS[0]) == keeper.key_hint
+
+
+def test_start_twice_keeps_one_key(rig):
+    keeper, _, calls, _ = rig
+    keeper.start()
+    assert keeper.start() is True
+    assert [c for c in calls if c[0] == "create"] == [("create", KEYS[0])]
 
 
 def test_extend_success(rig):
