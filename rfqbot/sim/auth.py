@@ -81,7 +81,8 @@ class RateLimiter:
         self._hits: dict[tuple[str, str], deque[float]] = {}
         self._penalty_until: dict[str, float] = {}
 
-    def check(self, api_key: str, kind: str) -> None:
+    def check(self, api_key: str, kind: str, count: bool = True) -> None:
+        """Raise 418 inside a penalty; with ``count``, also 429 past the per-second limit."""
         now = time.monotonic()
         until = self._penalty_until.get(api_key)
         if until is not None:
@@ -89,6 +90,8 @@ class RateLimiter:
                 raise err.banned()
             del self._penalty_until[api_key]
             self._hits = {k: v for k, v in self._hits.items() if k[0] != api_key}
+        if not count:
+            return
         hits = self._hits.setdefault((api_key, kind), deque())
         while hits and now - hits[0] >= 1.0:
             hits.popleft()

@@ -86,8 +86,7 @@ class RestApi:
                                 if h in request.headers), "")
                 if not api_key or api_key != self.api_key:
                     raise err.invalid_key()
-                if self.config.rate_limits:
-                    self.limiter.check(api_key, kind)
+                self.limiter.check(api_key, kind, count=self.config.rate_limits)
                 raw_query = request.raw_path.partition("?")[2]
                 raw_body = await request.text() if request.can_read_body else ""
                 params = parse_params(raw_query, raw_body)

@@ -94,7 +94,8 @@ class VenueClient:
 class WsReader:
     """A websocket-client connection read by a thread into a queue, for bounded waits."""
 
-    def __init__(self, url: str, ca_file: str | None) -> None:
+    def __init__(self, url: str, ca_file: str | None, auto_pong: bool = False) -> None:
+        self.auto_pong = auto_pong
         sslopt = {"ca_certs": ca_file} if ca_file else {}
         self.ws = websocket.create_connection(url, timeout=5, sslopt=sslopt)
         self.frames: queue.Queue[Any] = queue.Queue()
@@ -110,6 +111,9 @@ class WsReader:
                 opcode, data = self.ws.recv_data()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     break
+                if self.auto_pong and b'"channelId"' in data:
+                    ping = json.loads(data)["ping"]
+                    self.ws.send(json.dumps({"pong": ping}))
                 self.frames.put((opcode, data))
         except (websocket.WebSocketException, OSError):
             pass
@@ -180,8 +184,10 @@ def open_public(sim: Simulator, readers: list[WsReader], *topics: str) -> WsRead
     return reader
 
 
-def open_private(sim: Simulator, readers: list[WsReader], key: str) -> WsReader:
-    reader = WsReader(f"{sim.ws_url}/api/v1/ws/{key}", sim.ca_file)
+def open_private(sim: Simulator, readers: list[WsReader], key: str,
+                 auto_pong: bool = True) -> WsReader:
+    """Connect the private stream; like a well-behaved client it answers server pings."""
+    reader = WsReader(f"{sim.ws_url}/api/v1/ws/{key}", sim.ca_file, auto_pong=auto_pong)
     readers.append(reader)
     deadline = time.monotonic() + 3
     while not any(e["event"] == "private_connected" for e in sim.truth("private_connected")
