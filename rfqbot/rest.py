@@ -219,9 +219,14 @@ def _parse(text: str) -> Any:
     if not text or not text.strip():
         return _UNPARSED
     try:
-        return json.loads(text, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
     except ValueError:
         return _UNPARSED
+
+
+def _no_constants(name: str) -> Any:
+    # NaN / Infinity are not JSON and would become floats; treat the body as unreadable.
+    raise ValueError(f"non-JSON constant {name}")
 
 
 def _retry_after(value: str | None) -> float:

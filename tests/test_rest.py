@@ -173,8 +173,9 @@ def test_timeout_on_accept_is_outcome_unknown(venue: FakeVenue) -> None:
     assert len(venue.calls(ACCEPT)) == 1
 
 
-def test_unreadable_200_on_accept_is_outcome_unknown(venue: FakeVenue) -> None:
-    venue.script("POST", ACCEPT, 200, raw="not json")
+@pytest.mark.parametrize("raw", ["not json", '{"price": NaN}'])
+def test_unreadable_200_on_accept_is_outcome_unknown(venue: FakeVenue, raw: str) -> None:
+    venue.script("POST", ACCEPT, 200, raw=raw)
     with pytest.raises(OutcomeUnknown):
         accept(make_client(venue))
 
