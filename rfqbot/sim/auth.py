@@ -55,10 +55,10 @@ def verify(secret: str, raw_query: str, raw_body: str, params: dict[str, str],
     if not hmac.compare_digest(expected, signature.lower()):
         raise err.bad_signature()
     stamp = params.get("timestamp", "")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):
         raise err.missing("timestamp")
     window_text = params.get("recvWindow") or str(recv_window_default_ms)
-    if not window_text.isdigit():
+    if not (window_text.isascii() and window_text.isdigit()):
         raise err.missing("recvWindow")
     server = clock.now_ms()
     timestamp = int(stamp)

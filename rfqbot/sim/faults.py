@@ -214,6 +214,11 @@ class Faults:
                   manual_delay_s: float = 0.0) -> str | None:
         market = self._sim.state.market
         rfq = market.rfqs.get(rfq_id)
+        try:
+            if not Decimal(str(price)).is_finite() or Decimal(str(price)) <= 0:
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            raise ValueError(f"price must be a positive decimal string, got {price!r}") from None
         if rfq is None:
             raise ValueError(f"unknown rfq_id {rfq_id!r}")
         if mode not in ("real-time", "delayed"):

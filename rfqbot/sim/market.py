@@ -23,6 +23,11 @@ OPEN_STATUSES = ("new", "manual-order", "manual-order-confirmation")
 FINAL_STATUSES = ("successful", "expired", "cancelled", "declined", "failed")
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit would also take '１００' and '²'."""
+    return text.isascii() and text.isdigit()
+
+
 class Publisher(Protocol):
     def public(self, topic: str, frame: dict[str, Any], rfq_id: str) -> None: ...
     def private(self, owner: str, topic: str, frame: dict[str, Any], rfq_id: str) -> None: ...
@@ -126,6 +131,8 @@ class Market:
         if pair.trading_status != "OPENED":
             raise err.VenueReject(-1151, "The trading pair is not open yet")
         try:
+            if not params["sellAmount"].isascii():
+                raise InvalidOperation
             amount = Decimal(params["sellAmount"])
         except InvalidOperation:
             raise err.missing("sellAmount") from None
@@ -133,16 +140,16 @@ class Market:
             raise err.missing("sellAmount")
         sells_base = params["sellCcy"] == pair.base
         precision = Decimal(pair.base_precision if sells_base else pair.quote_precision)
-        if amount != amount.quantize(precision, rounding=ROUND_DOWN):
-            raise err.precision_illegal()
         low = Decimal(pair.min_base if sells_base else pair.min_quote)
         high = Decimal(pair.max_base if sells_base else pair.max_quote)
         if amount < low:
             raise err.VenueReject(-1136, f"Order quantity lower than the minimum ({low})")
         if amount > high:
             raise err.VenueReject(-1135, f"Order quantity greater than the maximum ({high})")
+        if amount != amount.quantize(precision, rounding=ROUND_DOWN):
+            raise err.precision_illegal()
         expire_text = params.get("expireSec") or "1800"
-        if not expire_text.isdigit() or not 600 <= int(expire_text) <= 3600:
+        if not _digits(expire_text) or not 600 <= int(expire_text) <= 3600:
             raise err.illegal("expireSec", "allowed 600-3600 seconds")
         cl_id = params.get("rfqClOrderId") or ""
         if len(cl_id) > 64:
@@ -367,7 +374,7 @@ class Market:
     # ------------------------------------------------------------------ queries
     def history(self, owner: str, params: dict[str, str]) -> list[dict[str, Any]]:
         for name in ("startTime", "endTime"):
-            if not params.get(name, "").isdigit():
+            if not _digits(params.get(name, "")):
                 raise err.missing(name)
         start, end = int(params["startTime"]), int(params["endTime"])
         if end < start:
@@ -376,7 +383,7 @@ class Market:
             raise err.VenueReject(-2029, "The search is limited to data within the last three "
                                   "months")
         limit_text = params.get("limit") or "500"
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        if not _digits(limit_text) or not 1 <= int(limit_text) <= 1000:
             raise err.illegal("limit", "1-1000")
         rows = []
         for rfq in self.rfqs.values():

@@ -88,7 +88,7 @@ class RestApi:
                     raise err.invalid_key()
                 self.limiter.check(api_key, kind, count=self.config.rate_limits)
                 raw_query = request.raw_path.partition("?")[2]
-                raw_body = await request.text() if request.can_read_body else ""
+                raw_body = await self._body(request)
                 params = parse_params(raw_query, raw_body)
                 verify(self.api_secret, raw_query, raw_body, params, self.clock,
                        self.config.recv_window_default_ms)
@@ -108,6 +108,15 @@ class RestApi:
             await self._maybe_delay(request.path)
             return json_response(body, status)
         return handler
+
+    @staticmethod
+    async def _body(request: web.Request) -> str:
+        if not request.can_read_body:
+            return ""
+        try:
+            return (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise err.VenueReject(-1004, "Bad request: the body is not UTF-8 form data") from None
 
     def _accept_outcome(self, body: dict[str, Any]) -> tuple[int, Any]:
         """Record the accept outcome; a pending 5xx fault replaces the answer."""

@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 MARKET_PLACE_TOPICS = ("rfqs", "quotes")
 SPOT_TOPICS = ("realtimes", "trade", "depth")
 _conn_ids = itertools.count(1)
+CLOSE_TIMEOUT_S = 2.0   # how long a close waits for the client's close frame
 
 
 class Connection:
@@ -158,7 +159,7 @@ class StreamHub:
 
     # ---------------------------------------------------------------- public stream
     async def handle_public(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         conn = Connection(ws, request, "public", self.truth)
         self.public_conns.add(conn)
@@ -208,7 +209,7 @@ class StreamHub:
         if owner is None:
             return web.json_response({"code": -1130, "msg": "Illegal parameter 'listenKey': "
                                       "unknown, expired or deleted listen key"}, status=400)
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         conn = Connection(ws, request, "private", self.truth, owner=owner, key=key)
         self.private_conns.add(conn)

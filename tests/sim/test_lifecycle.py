@@ -23,7 +23,7 @@ CREATE = "/api/v1/market-place/create-rfq"
       "expireSec": "3601"}, -1130),
     ({"buyCcy": "BTC", "sellCcy": "USDT", "sellAmount": "5", "rfqMode": "real-time"}, -1136),
     ({"buyCcy": "USDT", "sellCcy": "BTC", "sellAmount": "0.0001", "rfqMode": "real-time"}, -1136),
-    ({"buyCcy": "USDT", "sellCcy": "BTC", "sellAmount": "0.000001", "rfqMode": "real-time"},
+    ({"buyCcy": "USDT", "sellCcy": "BTC", "sellAmount": "0.0010001", "rfqMode": "real-time"},
      -5032),
     ({"buyCcy": "BTC", "sellCcy": "USDT", "sellAmount": "100", "rfqMode": "instant"}, -1130),
     ({"buyCcy": "BTC", "sellCcy": "USDT", "rfqMode": "real-time"}, "0001"),
