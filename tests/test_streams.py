@@ -34,7 +34,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
 
 
 class FakeWsServer:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: Any = None) -> None:
+        self.ssl_context = ssl_context  # wss:// when given
         self.answer_pings = True     # reply {"pong": v} to client {"ping": v}
         self.silent = False          # swallow everything: TCP open, nothing sent
         self.reject_paths: set[str] = set()  # answer these paths with HTTP 401 (dead listen key)
@@ -67,7 +68,7 @@ class FakeWsServer:
         app.router.add_get("/{tail:.*}", self._handler)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -78,7 +79,8 @@ class FakeWsServer:
         await self._runner.cleanup()
 
     def url(self, path: str = "/quote/ws/v1") -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        scheme = "wss" if self.ssl_context else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     # --- what the test thread can do -------------------------------------------------------
 
@@ -464,3 +466,30 @@ def test_builders_follow_config():
     assert (priv._ping_interval_s, priv._answer_pings, priv._stale_after_s) == (None, True, 61)
     assert priv._subscribe == []
     assert not pub.is_alive() and not priv.is_alive()
+
+
+def test_tls_verifies_against_the_given_ca_file(tmp_path, streams):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with FakeWsServer(ssl_context=server_ctx) as tls_server:
+        trusted_sink, untrusted_sink = Sink(), Sink()
+        trusted = make_stream(tls_server.url(), trusted_sink, ca_file=str(ca_file),
+                              subscribe=public_subscriptions(("rfqs",)))
+        untrusted = make_stream(tls_server.url(), untrusted_sink)  # system CAs only
+        streams.extend([trusted, untrusted])
+        trusted.start()
+        untrusted.start()
+        assert wait_until(lambda: {"event": "SUBSCRIBE", "topic": "rfqs"} in tls_server.messages())
+        assert wait_until(lambda: any(st.state == "closed" for st in untrusted_sink.of(StreamStatus)))
+        closed = next(st for st in untrusted_sink.of(StreamStatus) if st.state == "closed")
+        assert "CERTIFICATE_VERIFY_FAILED" in closed.detail or "certificate" in closed.detail.lower()
+        assert untrusted.state != "subscribed"
+        trusted.stop(2.0)
+        untrusted.stop(2.0)
