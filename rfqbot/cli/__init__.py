@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "rfqbot.cli.config_cmd",
     "rfqbot.cli.market_cmds",
     "rfqbot.cli.sim_cmd",
+    "rfqbot.cli.run_cmds",
 ]
 
 

@@ -1,0 +1,302 @@
+"""The daemon: wires journal, REST, streams, listen-key keeper, scheduler and engine together.
+
+Start order matters. The journal opens first (nothing may happen that cannot be recorded), then
+the venue is asked for its clock and pairs (decisions need both), then the engine thread starts
+consuming, and only then do the producers start: the public stream, the listen key with the
+private stream on it, and the scheduler. Stop runs the other way round, so that the last
+results (in-flight accepts, the listen-key delete) still reach the journal.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import structlog
+
+from rfqbot.actions import RestActions
+from rfqbot.backoff import Backoff
+from rfqbot.clock import Clock, SystemClock
+from rfqbot.config import Settings, load_config
+from rfqbot.credentials import Credentials
+from rfqbot.engine import Engine
+from rfqbot.errors import Banned, ConfigError, RateLimited, TransportError, VenueError
+from rfqbot.events import Event, Note, ReloadRequested, ShutdownRequested, StreamStatus
+from rfqbot.journal import Journal
+from rfqbot.listenkey import ListenKeyKeeper
+from rfqbot.marketplace import MarketPlace
+from rfqbot.records import Pair
+from rfqbot.scheduler import Scheduler, build_scheduler_from_settings
+from rfqbot.streams import StreamConnection, build_private_stream, build_public_stream
+
+log = structlog.get_logger(__name__)
+
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+class StartupAborted(Exception):
+    """Stop was requested while the daemon was still starting (e.g. venue unreachable)."""
+
+
+class Daemon:
+    """One running rfqbot: ``start()``, then ``stop()``; ``request_reload()`` on SIGHUP.
+
+    Every component posts events to one queue; the engine thread alone consumes it and owns
+    the journal connection.
+    """
+
+    def __init__(self, settings: Settings, credentials: Credentials, *, clock: Clock | None = None,
+                 observers: tuple[Observer, ...] = (), engine_tick_s: float = 0.25) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.clock: Clock = clock or SystemClock()
+        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.stopping = threading.Event()
+        self._observers = observers
+        self._engine_tick_s = engine_tick_s
+        self._loop_stop = threading.Event()
+        self._engine_thread: threading.Thread | None = None
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self._start_done = threading.Event()
+        self._start_done.set()  # cleared while start() runs
+        self.journal: Journal | None = None
+        self.marketplace: MarketPlace | None = None
+        self.actions: RestActions | None = None
+        self.engine: Engine | None = None
+        self.public_stream: StreamConnection | None = None
+        self.private_stream: StreamConnection | None = None
+        self.keeper: ListenKeyKeeper | None = None
+        self.scheduler: Scheduler | None = None
+        self.banned: Banned | None = None
+        self.started_ms: int | None = None
+
+    # --- events in -------------------------------------------------------------------------
+
+    def post(self, event: Event) -> None:
+        """Hand an event to the engine thread. Safe from any thread; never blocks."""
+        self.events.put(event)
+        if isinstance(event, StreamStatus) and event.state == "subscribed" and self.scheduler is not None:
+            # Pushes may have been lost while the stream was down: ask the venue now.
+            try:
+                self.scheduler.reconcile_now()
+            except Exception as exc:  # noqa: BLE001 - a scheduler hiccup must not break a stream thread
+                log.warning("daemon.reconcile_now_failed", error=str(exc))
+
+    def _on_ban(self, exc: Banned) -> None:
+        self.banned = exc
+        log.critical("daemon.banned", error=str(exc))
+        self.post(Note(self.clock.now_ms(), "alert.banned", {"error": str(exc)}))
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bring everything up; returns once streams are starting and the listen key is live.
+
+        Raises ``VenueError``/``Banned`` for problems a restart cannot fix (bad API key, ban),
+        ``StartupAborted`` when ``stop()`` was requested meanwhile. Transient venue trouble is
+        retried with backoff: a daemon that exits because the network blinked at boot would
+        only be restarted into the same blink.
+        """
+        self._start_done.clear()
+        try:
+            self._start()
+        finally:
+            self._start_done.set()
+
+    def _check_not_stopping(self, stage: str) -> None:
+        if self.stopping.is_set():
+            raise StartupAborted(f"stopped during start-up ({stage})")
+
+    def _start(self) -> None:
+        s = self.settings
+        self.journal = _open_journal(s.journal.path, self.clock)
+        profile = s.profile()
+        self.marketplace = MarketPlace(profile, self.credentials, clock=self.clock, observer=self.post,
+                                       on_ban=self._on_ban)
+        offset = self._until_ready("sync venue clock", self.marketplace.sync_clock)
+        pairs: list[Pair] = self._until_ready("get pairs", self.marketplace.get_pairs)
+        log.info("daemon.venue_ready", venue=profile.name, clock_offset_ms=offset, pairs=[p.name for p in pairs])
+        self.actions = RestActions(self.marketplace, self.post, workers=s.engine.accept_workers, clock=self.clock)
+        self.engine = Engine(self.journal, s.chains, s.risk, self.actions, self.marketplace.venue_clock, pairs,
+                             s.engine.min_time_left_ms)
+        for observer in self._observers:
+            self.engine.add_observer(observer)
+        self.engine.handle(Note(self.clock.now_ms(), "daemon.start", {
+            "venue": profile.name, "rest_url": profile.rest_url, "ws_url": profile.ws_url,
+            "clock_offset_ms": offset, "pairs": [p.name for p in pairs],
+            "config_file": s.file, "strategies": sorted(s.strategies)}))
+        self._engine_thread = threading.Thread(target=self.engine.run, name="rfqbot-engine",
+                                               args=(self.events, self._loop_stop, self._engine_tick_s), daemon=True)
+        self._engine_thread.start()
+
+        self.public_stream = build_public_stream(s, post=self.post, clock=self.clock)
+        self.private_stream = build_private_stream(s, post=self.post, clock=self.clock)
+        self.keeper = ListenKeyKeeper(self.marketplace, self.private_stream, profile.private_stream_url,
+                                      post=self.post, clock=self.clock,
+                                      extend_every_s=s.listen_key.extend_every_s,
+                                      fresh_key_grace_s=s.listen_key.fresh_key_grace_s)
+        self.private_stream.on_stale = self.keeper.on_stream_end
+        self._check_not_stopping("streams")
+        self.public_stream.start()
+        if not self.keeper.start():
+            raise StartupAborted("stopped while creating the listen key")
+        self._check_not_stopping("scheduler")
+        self.scheduler = build_scheduler_from_settings(
+            s, marketplace=self.marketplace, post=self.post, reconcile_targets=self.engine.reconcile_targets,
+            keeper=self.keeper, clock=self.clock)
+        self.scheduler.start()
+        self.started_ms = self.clock.now_ms()
+        log.info("daemon.started", journal=str(s.journal.path), listen_key=self.keeper.key_hint)
+
+    def _until_ready(self, what: str, call: Callable[[], Any]) -> Any:
+        backoff = Backoff(base_s=1.0, cap_s=30.0)
+        while True:
+            if self.stopping.is_set():
+                raise StartupAborted(f"stopped while trying to {what}")
+            try:
+                return call()
+            except (TransportError, RateLimited) as exc:
+                delay = getattr(exc, "retry_after_s", None) or backoff.next_delay()
+                log.warning("daemon.venue_not_ready", step=what, error=str(exc), retry_in_s=round(delay, 1))
+                self.stopping.wait(delay)
+
+    def request_reload(self, path: str | None = None) -> bool:
+        """SIGHUP: validate the YAML again and hand strategies + risk to the engine atomically.
+
+        An invalid file is rejected with its reason logged and journaled; the old settings stay.
+        """
+        file = path or self.settings.file
+        try:
+            new = load_config(file)
+        except ConfigError as exc:
+            log.error("daemon.reload_rejected", error=str(exc))
+            self.post(ReloadRequested(self.clock.now_ms(), settings=None, error=str(exc)))
+            return False
+        self.post(ReloadRequested(self.clock.now_ms(), settings=new))
+        log.info("daemon.reload_requested", file=file)
+        return True
+
+    def stop(self, reason: str = "stop requested", drain_s: float | None = None) -> None:
+        """Stop deciding, let in-flight accepts finish (bounded), delete the key, close, commit."""
+        self.stopping.set()
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        drain = self.settings.engine.shutdown_drain_s if drain_s is None else drain_s
+        log.info("daemon.stopping", reason=reason)
+        if not self._start_done.is_set():
+            # Start-up is still retrying the venue: interrupt it, then tear down what it built.
+            if self.keeper is not None:
+                self.keeper.stop(timeout=2.0)
+            self._start_done.wait(15.0)
+        if self.engine is not None:
+            self.post(ShutdownRequested(self.clock.now_ms(), reason))
+            _wait_until(lambda: not self.engine.deciding, 2.0)  # type: ignore[union-attr]
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        if self.actions is not None and not self.actions.drain(drain):
+            log.error("daemon.drain_timeout", in_flight=self.actions.in_flight(), drain_s=drain)
+        for stream in (self.public_stream, self.private_stream):
+            if stream is not None:
+                stream.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
+        self._loop_stop.set()
+        if self._engine_thread is not None:
+            self._engine_thread.join(timeout=10)
+        if self.engine is not None:
+            # Whatever the producers posted last (stream closes, key delete) is journaled too.
+            while True:
+                try:
+                    self.engine.handle(self.events.get_nowait())
+                except queue.Empty:
+                    break
+        if self.journal is not None:
+            self.journal.close()
+        if self.marketplace is not None:
+            self.marketplace.close()
+        log.info("daemon.stopped", reason=reason)
+
+
+def _open_journal(path: str | Path, clock: Clock) -> Journal:
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the journal's folder {target.parent}: {exc}; point journal.path "
+                          "at a writable place (systemd: StateDirectory=rfqbot)", key="journal.path") from None
+    return Journal(target, clock)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    done = threading.Event()
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout_s:
+            return False
+        done.wait(0.01)
+        waited += 0.01
+    return True
+
+
+__all__ = ["Daemon", "StartupAborted", "VenueError"]
+
+
+def serve(daemon: Daemon, *, duration_s: float | None = None,
+          install_signals: bool = True) -> int:
+    """Run ``daemon`` until SIGTERM/SIGINT (or ``duration_s``); SIGHUP reloads. Returns an exit code.
+
+    Start-up runs on a worker thread so that a signal during a long venue outage still stops
+    the process promptly; signal handlers only set flags, the main thread does the work.
+    """
+    import signal
+
+    term = threading.Event()
+    hup = threading.Event()
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            daemon.start()
+        except StartupAborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread below
+            failure.append(exc)
+            term.set()
+
+    previous: dict[int, Any] = {}
+    if install_signals:
+        def on_term(signum: int, _frame: Any) -> None:
+            term.set()
+
+        def on_hup(signum: int, _frame: Any) -> None:
+            hup.set()
+
+        for sig, handler in ((signal.SIGTERM, on_term), (signal.SIGINT, on_term), (signal.SIGHUP, on_hup)):
+            previous[sig] = signal.signal(sig, handler)
+    starter = threading.Thread(target=start, name="rfqbot-start", daemon=True)
+    starter.start()
+    deadline = None if duration_s is None else daemon.clock.monotonic() + duration_s
+    try:
+        while not term.is_set():
+            term.wait(0.2)
+            if hup.is_set():
+                hup.clear()
+                if daemon.started_ms is not None:
+                    daemon.request_reload()
+                else:
+                    log.warning("daemon.reload_ignored", reason="still starting")
+            if deadline is not None and daemon.clock.monotonic() >= deadline:
+                break
+    finally:
+        daemon.stop("signal" if term.is_set() and not failure else "finished")
+        starter.join(timeout=5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failure:
+        raise failure[0]
+    return 0
