@@ -34,6 +34,9 @@ from rfqbot.streams import StreamConnection, build_private_stream, build_public_
 log = structlog.get_logger(__name__)
 
 Observer = Callable[[str, dict[str, Any]], None]
+# Lifecycle listener: called with a stage ("started", "reloading", "reloaded", "stopping",
+# "stopped") and details. systemd notify, alerts and metrics attach here, not in the core.
+Listener = Callable[[str, dict[str, Any]], None]
 
 
 class StartupAborted(Exception):
@@ -72,6 +75,46 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.banned: Banned | None = None
         self.started_ms: int | None = None
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        """Be told of lifecycle stages (see ``Listener``); listeners must not block."""
+        self._listeners.append(listener)
+
+    def _emit(self, stage: str, **details: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(stage, details)
+            except Exception as exc:  # noqa: BLE001 - an ops hook must not break trading
+                log.warning("daemon.listener_failed", stage=stage, error=str(exc))
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot for status lines and the watchdog; cheap, thread-safe, no venue call."""
+        now_ms = self.clock.now_ms()
+        mono = self.clock.monotonic()
+        streams = {}
+        for stream in (self.public_stream, self.private_stream):
+            if stream is not None:
+                last = stream.last_frame_ms
+                streams[stream.name] = {"state": stream.state, "session": stream.session,
+                                        "last_frame_age_ms": None if last is None else now_ms - last}
+        engine = self.engine
+        loop_age_s = None
+        if engine is not None and engine.last_loop_monotonic is not None:
+            loop_age_s = mono - engine.last_loop_monotonic
+        keeper = self.keeper
+        return {
+            "started_ms": self.started_ms,
+            "uptime_s": None if self.started_ms is None else (now_ms - self.started_ms) / 1000,
+            "streams": streams,
+            "listen_key": None if keeper is None else {
+                "hint": keeper.key_hint,
+                "age_s": None if keeper.key_since_ms is None else (now_ms - keeper.key_since_ms) / 1000},
+            "engine_loop_age_s": loop_age_s,
+            "deciding": None if engine is None else engine.deciding,
+            "open_rfqs": None if engine is None else engine.open_rfq_count(),
+            "banned": self.banned is not None,
+        }
 
     # --- events in -------------------------------------------------------------------------
 
@@ -150,6 +193,7 @@ class Daemon:
         self.scheduler.start()
         self.started_ms = self.clock.now_ms()
         log.info("daemon.started", journal=str(s.journal.path), listen_key=self.keeper.key_hint)
+        self._emit("started", journal=str(s.journal.path))
 
     def _until_ready(self, what: str, call: Callable[[], Any]) -> Any:
         backoff = Backoff(base_s=1.0, cap_s=30.0)
@@ -169,14 +213,17 @@ class Daemon:
         An invalid file is rejected with its reason logged and journaled; the old settings stay.
         """
         file = path or self.settings.file
+        self._emit("reloading", file=file)
         try:
             new = load_config(file)
         except ConfigError as exc:
             log.error("daemon.reload_rejected", error=str(exc))
             self.post(ReloadRequested(self.clock.now_ms(), settings=None, error=str(exc)))
+            self._emit("reloaded", ok=False, error=str(exc))
             return False
         self.post(ReloadRequested(self.clock.now_ms(), settings=new))
         log.info("daemon.reload_requested", file=file)
+        self._emit("reloaded", ok=True)
         return True
 
     def stop(self, reason: str = "stop requested", drain_s: float | None = None) -> None:
@@ -188,6 +235,7 @@ class Daemon:
             self._stopped = True
         drain = self.settings.engine.shutdown_drain_s if drain_s is None else drain_s
         log.info("daemon.stopping", reason=reason)
+        self._emit("stopping", reason=reason)
         if not self._start_done.is_set():
             # Start-up is still retrying the venue: interrupt it, then tear down what it built.
             if self.keeper is not None:
@@ -220,6 +268,7 @@ class Daemon:
         if self.marketplace is not None:
             self.marketplace.close()
         log.info("daemon.stopped", reason=reason)
+        self._emit("stopped", reason=reason)
 
 
 def _open_journal(path: str | Path, clock: Clock) -> Journal:

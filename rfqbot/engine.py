@@ -66,6 +66,9 @@ class Engine(PassiveHandlers):
         self._lock = threading.RLock()
         self._kill_engaged = False
         self._burst = burst
+        # Monotonic time of the loop's last completed iteration: the systemd watchdog and
+        # `rfqbot status` read it to tell a healthy engine from a stuck one.
+        self.last_loop_monotonic: float | None = None
         self._restore()
 
     def _restore(self) -> None:
@@ -115,6 +118,7 @@ class Engine(PassiveHandlers):
                 self._sends.clear()
                 continue
             self._flush_sends()
+            self.last_loop_monotonic = self.local_clock.monotonic()
 
     def handle(self, event: Event) -> None:
         """Handle one event synchronously (journal commit, then any venue action)."""
@@ -146,6 +150,11 @@ class Engine(PassiveHandlers):
                     rfq_id, quote_id = args
                     self.handle(AcceptResult(self.local_clock.now_ms(), rfq_id, quote_id, action, "rejected",
                                              message=f"not sent: {exc}"))
+
+    def open_rfq_count(self) -> int:
+        """Own RFQs not yet final (thread-safe read for status lines)."""
+        with self._lock:
+            return sum(1 for r in self.rfqs.values() if not r.is_final)
 
     def reconcile_targets(self) -> list[str]:
         """Own RFQs still open, and RFQs with an accept in doubt: what reconciliation should query."""

@@ -68,6 +68,7 @@ class ListenKeyKeeper:
         self._replacing = threading.Lock()     # held for the whole of a replacement
         self._stopping = threading.Event()
         self._key: str | None = None
+        self.key_since_ms: int | None = None  # when the current key was created (status lines)
         self._worker: threading.Thread | None = None
 
     # --- public surface ------------------------------------------------------------------
@@ -91,6 +92,7 @@ class ListenKeyKeeper:
             return False
         with self._lock:
             self._key = key
+            self.key_since_ms = self._clock.now_ms()
         self._stream.move_to(self._url_for_key(key))
         self._stream.start()
         return True
@@ -137,6 +139,7 @@ class ListenKeyKeeper:
                 return False
             with self._lock:
                 self._key = new
+                self.key_since_ms = self._clock.now_ms()
             self._stream.move_to(self._url_for_key(new))
             self._status("replaced", new, f"{reason}; old key {key_hint(old)}")
             if old is not None:
