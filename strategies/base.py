@@ -81,6 +81,26 @@ class DecisionContext:
         return a < b if self.rfq.side is Side.BUY_BASE else a > b
 
 
+def trade_amounts(rfq: RfqView, quote: Quote) -> dict[str, Decimal]:
+    """Per-currency amounts accepting ``quote`` would trade: the quote's amounts, else the RFQ's;
+    a missing side is derived from the price (quote currency per base). Unknown ones are left out."""
+    buy_ccy, sell_ccy = quote.buy_ccy or rfq.buy_ccy, quote.sell_ccy or rfq.sell_ccy
+    buy = quote.buy_amount if quote.buy_amount is not None else rfq.buy_amount
+    sell = quote.sell_amount if quote.sell_amount is not None else rfq.sell_amount
+    if quote.price > 0 and buy_ccy and sell_ccy:
+        buying_base = buy_ccy == rfq.base
+        if buy is None and sell is not None:
+            buy = sell / quote.price if buying_base else sell * quote.price
+        elif sell is None and buy is not None:
+            sell = buy * quote.price if buying_base else buy / quote.price
+    out: dict[str, Decimal] = {}
+    if buy_ccy and buy is not None:
+        out[buy_ccy] = buy
+    if sell_ccy and sell is not None:
+        out[sell_ccy] = sell
+    return out
+
+
 # --- the verdict ---------------------------------------------------------------------------
 
 VerdictKind = Literal["allow", "accept", "decline", "wait", "pass"]
@@ -138,7 +158,7 @@ class Verdict:
 # --- declared parameters --------------------------------------------------------------------
 
 _REQUIRED: Any = object()
-ParamKind = Literal["decimal", "int", "str", "bool", "str_list"]
+ParamKind = Literal["decimal", "int", "str", "bool", "str_list", "decimal_map"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +179,9 @@ class Param:
 
     def describe(self) -> str:
         """What is allowed, for error messages and the strategy reference."""
-        text = {"decimal": "a decimal number (quote it in YAML, e.g. \"70000.5\")", "int": "an integer",
-                "str": "text", "bool": "true or false", "str_list": "a list of names"}[self.kind]
+        text = {"decimal": "a decimal number (e.g. 70000.5)", "int": "an integer",
+                "str": "text", "bool": "true or false", "str_list": "a list of names",
+                "decimal_map": "a mapping of currency to decimal number (e.g. {BTC: 0.5})"}[self.kind]
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         if self.minimum is not None:
@@ -176,15 +197,24 @@ class Param:
             return ConfigError(f"{why}; {self.name} must be {self.describe()}", file=file, key=key)
 
         if self.kind == "decimal":
-            if isinstance(value, bool) or isinstance(value, float):
-                raise bad(f"got {value!r} unquoted (binary floating point loses digits)")
-            try:
-                result: Any = (value if isinstance(value, Decimal) else
-                               Decimal(str(value).strip()) if isinstance(value, (int, str)) else None)
-            except InvalidOperation:
-                result = None
-            if result is None or not result.is_finite():
+            result: Any = _exact_decimal(value)
+            if result is None:
+                raise bad(f"got {value!r}" + (" (a binary float loses digits; write it as text)"
+                                              if isinstance(value, float) else ""))
+        elif self.kind == "decimal_map":
+            if not isinstance(value, Mapping) or not value:
                 raise bad(f"got {value!r}")
+            result = {}
+            for ccy, amount in value.items():
+                number = _exact_decimal(amount)
+                if not isinstance(ccy, str) or not ccy.isalnum() or ccy.upper() != ccy:
+                    raise bad(f"currency {ccy!r} is not upper-case letters and digits like BTC")
+                if number is None:
+                    raise bad(f"{ccy}: got {amount!r}")
+                if self.minimum is not None and number < self.minimum:
+                    raise bad(f"{ccy}: got {amount!r}")
+                result[ccy] = number
+            return MappingProxyType(result)
         elif self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad(f"got {value!r}")
@@ -208,6 +238,19 @@ class Param:
         if self.maximum is not None and result > self.maximum:
             raise bad(f"got {value!r}")
         return result
+
+
+def _exact_decimal(value: Any) -> Decimal | None:
+    """A finite Decimal from a Decimal, int or numeric text; None for anything else (floats included:
+    the config loader builds YAML numbers as Decimal, so a float here came from code and is inexact)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        return None
+    try:
+        result = (value if isinstance(value, Decimal) else
+                  Decimal(str(value).strip()) if isinstance(value, (int, str)) else None)
+    except InvalidOperation:
+        return None
+    return result if result is not None and result.is_finite() else None
 
 
 def required() -> Any:
@@ -270,4 +313,6 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
     return value

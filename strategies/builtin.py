@@ -1,4 +1,5 @@
-"""Built-in strategies: price_limit (required by the daemon), time_left, lp_filter, settlement.
+"""Built-in strategies: price_limit, time_left, lp_filter, settlement, wait_for_quotes, size_limits,
+manual_quotes (and reference_band, from ``strategies.reference``).
 
 Each is a small pure class; parameters are declared so the config loader validates them and
 the README's strategy reference lists them.
@@ -7,9 +8,11 @@ the README's strategy reference lists them.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Mapping
 
 from rfqbot.records import QuoteMode, Side
-from strategies.base import DecisionContext, Param, Strategy, Verdict
+from strategies.base import DecisionContext, Param, Strategy, Verdict, trade_amounts
+from strategies.reference import ReferenceBand
 
 
 class PriceLimit(Strategy):
@@ -109,4 +112,137 @@ class Settlement(Strategy):
         return Verdict.allow(f"only {wanted.value} settlement", rejected)
 
 
-BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (PriceLimit, TimeLeft, LpFilter, Settlement)}
+
+
+class WaitForQuotes(Strategy):
+    """Hold the decision until ``min_quotes`` distinct LPs quoted or ``max_wait_ms`` passed.
+
+    The wait starts at the first quote's submit time (else the RFQ's creation), so re-evaluating
+    never moves the deadline; it never runs past the moment the earliest current quote (or the
+    RFQ) comes within ``expiry_margin_ms`` of expiring: waiting must not cost the quotes in hand.
+    Once it ends, it has no opinion, and the chain takes the best allowed quote.
+    """
+
+    name = "wait_for_quotes"
+    params = (
+        Param("min_quotes", "int", "distinct LPs (by lpName) to wait for", default=2, minimum=1),
+        Param("max_wait_ms", "int", "longest wait after the first quote, milliseconds", default=3000, minimum=0),
+        Param("expiry_margin_ms", "int", "stop waiting this long before the earliest quote or the RFQ "
+              "expires, milliseconds", default=3000, minimum=0),
+    )
+    min_quotes: int
+    max_wait_ms: int
+    expiry_margin_ms: int
+
+    def evaluate(self, ctx: DecisionContext) -> Verdict:
+        lps = {q.lp_name or f"(unnamed {q.quote_id})" for q in ctx.quotes}
+        if len(lps) >= self.min_quotes:
+            return Verdict.pass_(f"{len(lps)} LPs quoted (wanted {self.min_quotes})")
+        started = min((q.submitted_ms for q in ctx.quotes if q.submitted_ms is not None),
+                      default=ctx.rfq.created_ms)
+        ends = [q.expires_ms - self.expiry_margin_ms for q in ctx.quotes if q.expires_ms is not None]
+        if ctx.rfq.expires_ms is not None:
+            ends.append(ctx.rfq.expires_ms - self.expiry_margin_ms)
+        if started is not None:
+            ends.append(started + self.max_wait_ms)
+        if not ends:
+            return Verdict.pass_("no submit or expiry time to time a wait by; not waiting")
+        deadline = min(ends)
+        if deadline <= ctx.now_ms:
+            return Verdict.pass_(f"waited: {len(lps)} of {self.min_quotes} LPs quoted by the deadline")
+        return Verdict.wait(deadline, f"{len(lps)} of {self.min_quotes} LPs quoted; waiting until {deadline}")
+
+
+class SizeLimits(Strategy):
+    """Reject quotes whose traded amount of a currency is below ``min`` or above ``max`` for it.
+
+    Amounts are the quote's (else the RFQ's), the missing side derived from the price, so a limit
+    on either currency of the pair holds. A limited currency whose amount cannot be known is a
+    rejection, not a pass: a size limit that cannot be checked must not let the trade through.
+    """
+
+    name = "size_limits"
+    params = (
+        Param("min", "decimal_map", "smallest amount per currency, e.g. {BTC: 0.01}", default=None,
+              minimum=Decimal(0)),
+        Param("max", "decimal_map", "largest amount per currency, e.g. {USDT: 250000}", default=None,
+              minimum=Decimal(0)),
+    )
+    min: Mapping[str, Decimal] | None
+    max: Mapping[str, Decimal] | None
+
+    def check(self) -> None:
+        if not self.min and not self.max:
+            raise ValueError("size_limits needs min: or max: (a mapping of currency to amount)")
+        for ccy, low in (self.min or {}).items():
+            high = (self.max or {}).get(ccy)
+            if high is not None and low > high:
+                raise ValueError(f"{ccy}: min {low} is above max {high}")
+
+    def evaluate(self, ctx: DecisionContext) -> Verdict:
+        rejected = {}
+        limited = {ccy for ccy in (*(self.min or {}), *(self.max or {}))
+                   if ccy in (ctx.rfq.buy_ccy, ctx.rfq.sell_ccy)}
+        for quote in ctx.quotes:
+            amounts = trade_amounts(ctx.rfq, quote)
+            for ccy in sorted(limited):
+                amount = amounts.get(ccy)
+                low, high = (self.min or {}).get(ccy), (self.max or {}).get(ccy)
+                if amount is None:
+                    rejected[quote.quote_id] = f"amount of {ccy} unknown; cannot check its size limit"
+                elif low is not None and amount < low:
+                    rejected[quote.quote_id] = f"{amount} {ccy} below min {low}"
+                elif high is not None and amount > high:
+                    rejected[quote.quote_id] = f"{amount} {ccy} above max {high}"
+                else:
+                    continue
+                break
+        return Verdict.allow("size limits on " + (", ".join(sorted(limited)) or "no currency of this RFQ"),
+                             rejected)
+
+
+class ManualQuotes(Strategy):
+    """What to do with manual quotes (an LP priced the RFQ by hand; the venue lets you decline those).
+
+    Inside ``limit_price`` (direction-aware, as ``price_limit``): ``inside: accept`` leaves them
+    acceptable, ``inside: leave`` never accepts them. Outside it: ``outside: decline`` declines
+    the quote at the venue - the RFQ then ends (``failed``), so no other quote is taken -
+    ``outside: leave`` lets it expire. Without ``limit_price`` every manual quote is inside.
+    Quotes that are not manual are left to the rest of the chain.
+    """
+
+    name = "manual_quotes"
+    params = (
+        Param("limit_price", "decimal", "worst acceptable price for a manual quote", default=None,
+              minimum=Decimal(0)),
+        Param("inside", "str", "manual quotes within the limit: accept (allowed) or leave (never accepted)",
+              default="accept", choices=("accept", "leave")),
+        Param("outside", "str", "manual quotes beyond the limit: decline at the venue or leave to expire",
+              default="decline", choices=("decline", "leave")),
+    )
+    limit_price: Decimal | None
+    inside: str
+    outside: str
+
+    def check(self) -> None:
+        if self.limit_price is None and self.outside == "decline":
+            raise ValueError("outside: decline needs limit_price (which manual quotes are outside it?); "
+                             "set limit_price or outside: leave")
+
+    def evaluate(self, ctx: DecisionContext) -> Verdict:
+        rejected = {}
+        for quote in ctx.quotes:
+            if not quote.manual:
+                continue
+            if self.limit_price is not None and ctx.better(self.limit_price, quote.price):
+                why = f"manual quote at {quote.price} beyond limit {self.limit_price}"
+                if self.outside == "decline":
+                    return Verdict.decline(why, quote_id=quote.quote_id)
+                rejected[quote.quote_id] = f"{why}; left to expire"
+            elif self.inside == "leave":
+                rejected[quote.quote_id] = "manual quotes are left for a person to handle"
+        return Verdict.allow(f"manual quotes: inside {self.inside}, outside {self.outside}", rejected)
+
+
+BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (PriceLimit, TimeLeft, LpFilter, Settlement, ReferenceBand, WaitForQuotes,
+                                      SizeLimits, ManualQuotes)}

@@ -125,7 +125,7 @@ def test_chainset_falls_back_to_star_and_missing_pair_has_none():
     ({"BTC/USDT": [{"use": "price_limit"}]}, "strategies.BTC/USDT[0].limit_price", "missing required"),
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": "abc"}]}, "strategies.BTC/USDT[0].limit_price",
      "decimal number"),
-    ({"BTC/USDT": [{"use": "price_limit", "limit_price": 7.5}]}, "strategies.BTC/USDT[0].limit_price", "quote it"),
+    ({"BTC/USDT": [{"use": "price_limit", "limit_price": 7.5}]}, "strategies.BTC/USDT[0].limit_price", "binary float"),
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": "0"}]}, "strategies.BTC/USDT[0]", "positive"),
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": "1", "limt": 2}]}, "strategies.BTC/USDT[0].limt",
      "allowed: limit_price"),
