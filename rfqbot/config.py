@@ -295,27 +295,12 @@ def _compile_strategies(settings: Settings, file: str, lines: Mapping[str, int])
         _check_steps_have_use(settings.strategies, file, lines)
         return None
     try:
-        return compile_chains(_decimals_as_text(settings.strategies), file=file)
+        return compile_chains(settings.strategies, file=file)
     except ConfigError as exc:
         if exc.line is None and exc.key:
             raise ConfigError(exc.detail, file=exc.file or file, key=exc.key,
                               line=_line_for(exc.key, lines)) from None
         raise
-
-
-def _decimals_as_text(value: Any) -> Any:
-    """YAML decimals as their exact text: strategy params accept quoted and unquoted numbers alike.
-
-    strategies' ``Param.convert`` refuses non-string decimals (it guards against binary floats);
-    our loader never makes floats, so handing it the exact text is both safe and lossless.
-    """
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _decimals_as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals_as_text(v) for v in value]
-    return value
 
 
 def _check_steps_have_use(raw: Mapping[str, list[dict[str, Any]]], file: str, lines: Mapping[str, int]) -> None:
