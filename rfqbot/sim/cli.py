@@ -8,9 +8,11 @@ only valid against this process.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from types import FrameType
 
 from rfqbot.sim.config import SimConfig, load_yaml
@@ -28,15 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, default=None,
                         help="divide venue durations by this factor (default 1)")
     parser.add_argument("--api-key", default=None, help="API key (generated if not given)")
-    parser.add_argument("--api-secret", default=None, help="API secret (generated if not given)")
+    parser.add_argument("--api-secret", default=None,
+                        help="API secret (generated if not given); prefer $RFQBOT_SIM_API_SECRET "
+                        "so it stays out of the process list")
     parser.add_argument("--config", default=None, help="sim.yaml with more settings")
     parser.add_argument("--ground-truth", default=None, help="write the ground-truth JSONL here")
     parser.add_argument("--ca-dir", default=None, help="write the CA certificate (sim-ca.pem) here")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> SimConfig:
+def config_from_args(args: argparse.Namespace,
+                     env: Mapping[str, str] | None = None) -> SimConfig:
+    env = os.environ if env is None else env
     config = load_yaml(args.config) if args.config else SimConfig()
+    if args.api_key is None:
+        args.api_key = env.get("RFQBOT_SIM_API_KEY") or None
+    if args.api_secret is None:
+        args.api_secret = env.get("RFQBOT_SIM_API_SECRET") or None
     overrides = {"host": args.host, "port": args.port, "seed": args.seed, "lps": args.lps,
                  "time_scale": args.time_scale, "api_key": args.api_key,
                  "api_secret": args.api_secret, "ground_truth_path": args.ground_truth,

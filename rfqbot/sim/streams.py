@@ -159,7 +159,7 @@ class StreamHub:
 
     # ---------------------------------------------------------------- public stream
     async def handle_public(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
+        ws = web.WebSocketResponse(autoping=False, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         conn = Connection(ws, request, "public", self.truth)
         self.public_conns.add(conn)
@@ -168,6 +168,8 @@ class StreamHub:
                 conn.last_heard = time.monotonic()
                 if msg.type == WSMsgType.TEXT:
                     self._on_public_text(conn, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await self._protocol_pong(conn, msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -209,7 +211,7 @@ class StreamHub:
         if owner is None:
             return web.json_response({"code": -1130, "msg": "Illegal parameter 'listenKey': "
                                       "unknown, expired or deleted listen key"}, status=400)
-        ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
+        ws = web.WebSocketResponse(autoping=False, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         conn = Connection(ws, request, "private", self.truth, owner=owner, key=key)
         self.private_conns.add(conn)
@@ -218,13 +220,24 @@ class StreamHub:
         try:
             async for msg in ws:
                 conn.last_heard = time.monotonic()
-                if msg.type == WSMsgType.ERROR:
+                if msg.type == WSMsgType.PING:
+                    await self._protocol_pong(conn, msg.data)
+                elif msg.type == WSMsgType.ERROR:
                     break
         finally:
             pinger.cancel()
             self.private_conns.discard(conn)
             conn.send(None)  # type: ignore[arg-type]
         return ws
+
+    async def _protocol_pong(self, conn: Connection, payload: bytes) -> None:
+        """WebSocket-level pongs by hand: a silenced venue must not answer those either."""
+        if conn.stream in self.faults.silent or (conn.key and self.keys.is_muted(conn.key)):
+            return
+        try:
+            await conn.ws.pong(payload)
+        except (ConnectionError, RuntimeError):
+            return
 
     async def _ping_loop(self, conn: Connection) -> None:
         channel = f"sim-{conn.id:08x}-{conn.key[-8:] if conn.key else ''}"

@@ -24,7 +24,7 @@ class GroundTruth:
         self._now_ms = now_ms
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._file = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - one run per file
         self._seq = 0
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class WsReader:
         self.ws.settimeout(None)
         try:
             while True:
-                opcode, data = self.ws.recv_data()
+                opcode, data = self.ws.recv_data(control_frame=True)
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     break
                 if self.auto_pong and b'"channelId"' in data:

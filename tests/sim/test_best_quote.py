@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 
 from rfqbot.sim import Simulator
-from tests.sim.helpers import VenueClient, WsReader, open_private
+from tests.sim.helpers import VenueClient, WsReader, open_private, wait_until
 
 
 def setup(make_sim: Callable[..., Simulator], readers: list[WsReader], **config: object
@@ -49,6 +49,7 @@ def test_fewer_quotes_are_pushed_when_the_window_ends(make_sim: Callable[..., Si
     rows = private.topic("bestQuote", rfq_id, timeout=3)["data"]
     assert [r["quoteOrderId"] for r in rows] == [quote_id]
     created = next(e for e in sim.truth("rfq_created") if e["rfq_id"] == rfq_id)
+    wait_until(lambda: bool(best_pushes(sim, rfq_id)), what="the push to be recorded")
     assert best_pushes(sim, rfq_id)[0]["mono_ns"] - created["mono_ns"] >= 0.29e9  # 3 s / 10
 
 

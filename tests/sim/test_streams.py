@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import time
 from decimal import Decimal
 from typing import Callable
@@ -134,3 +135,15 @@ def test_background_accounts_fill_the_public_streams(make_sim: Callable[..., Sim
     assert quote["expireTime"] < 1e10            # seconds, as documented
     wait_until(lambda: any(e["to"] == "successful" for e in sim.truth("status_change")), 5,
                "a background RFQ to settle")
+
+
+def test_silenced_venue_does_not_answer_websocket_pings_either(
+        sim: Simulator, readers: list[WsReader]) -> None:
+    public = open_public(sim, readers)
+    public.ws.ping(b"hello")
+    opcode, data = public.next_raw()
+    assert (opcode, data) == (websocket.ABNF.OPCODE_PONG, b"hello")
+    sim.faults.silence("public")
+    public.ws.ping(b"again")
+    with pytest.raises(queue.Empty):
+        public.next_raw(timeout=0.4)

@@ -98,6 +98,7 @@ def test_ground_truth_jsonl_has_pushes_and_accept_timing(make_sim: Callable[...,
     private.topic("bestQuote", rfq_id)
     client.accept(rfq_id, quote_id)
     private.topic("rfqUpdates", rfq_id, status="successful")
+    wait_until(lambda: len(sim.truth("push")) >= 5, what="all five pushes to be recorded")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     events = [line["event"] for line in lines]
     for name in ("rfq_created", "quote_created", "status_change", "push", "accept_received",
@@ -122,7 +123,8 @@ def test_history_and_rfq_active_agree_with_the_pushes(make_sim: Callable[..., Si
     best = private.topic("bestQuote", rfq_id, timeout=3)["data"]
 
     def last_pushed() -> list[str]:
-        return [e for e in sim.truth("push") if e["topic"] == "bestQuote"][-1]["quote_ids"]
+        pushes = [e for e in sim.truth("push") if e["topic"] == "bestQuote"]
+        return pushes[-1]["quote_ids"] if pushes else []
 
     def active_ids() -> list[str]:
         return [a["quoteId"] for a in
@@ -184,3 +186,14 @@ def test_cli_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+def test_cli_takes_credentials_from_the_environment() -> None:
+    from rfqbot.sim.cli import build_parser, config_from_args
+    env = {"RFQBOT_SIM_API_KEY": "key-from-env", "RFQBOT_SIM_API_SECRET": "secret-from-env"}
+    config = config_from_args(build_parser().parse_args(["--no-tls", "--lps", "2"]), env=env)
+    assert (config.api_key, config.api_secret, config.tls, config.lps) == \
+        ("key-from-env", "secret-from-env", False, 2)
+    flagged = config_from_args(build_parser().parse_args(["--api-key", "k", "--api-secret", "s"]),
+                               env=env)
+    assert (flagged.api_key, flagged.api_secret) == ("k", "s")
