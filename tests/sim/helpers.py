@@ -100,6 +100,7 @@ class WsReader:
         self.ws = websocket.create_connection(url, timeout=5, sslopt=sslopt)
         self.frames: queue.Queue[Any] = queue.Queue()
         self.seen: list[Any] = []
+        self.raw_seen: list[bytes] = []
         self.closed = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -138,6 +139,7 @@ class WsReader:
                 opcode, data = self.frames.get(timeout=remaining)
             except queue.Empty:
                 continue
+            self.raw_seen.append(data)
             try:
                 frame = json.loads(data, parse_float=Decimal)
             except ValueError:
