@@ -21,27 +21,29 @@ import structlog
 
 from rfqbot import projections as kinds
 from rfqbot.clock import VenueClock
+from rfqbot.engine_decide import DecisionHandlers
 from rfqbot.engine_passive import PassiveHandlers
 from rfqbot.engine_state import (
-    ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, BLOCKING_ACCEPT_STATES, MarketBook,
-    OwnRfq, accept_state_after, amounts_of, next_status, restore_rfqs,
+    ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
+    restore_rfqs,
 )
+from rfqbot.market import MarketBook
 from rfqbot.events import (
     AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, Event, Heartbeat, ListenKeyStatus, Note,
     PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
 from rfqbot.journal import Journal
-from rfqbot.records import Pair, Quote, Rfq, RfqStatus
-from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_accept, check_create
-from strategies import ChainSet, DecisionContext, RfqView, compile_chains
+from rfqbot.records import Pair, Rfq, RfqStatus
+from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
+from strategies import ChainSet, compile_chains
 
 log = structlog.get_logger(__name__)
 
 Observer = Callable[[str, dict[str, Any]], None]
 
 
-class Engine(PassiveHandlers):
+class Engine(DecisionHandlers, PassiveHandlers):
     """The event loop's state machine. Construct, then ``handle(event)`` or ``run(queue, stop)``."""
 
     def __init__(self, journal: Journal, chains: ChainSet | None, risk: Any, actions: Any, venue_clock: VenueClock,
@@ -238,125 +240,6 @@ class Engine(PassiveHandlers):
         self._record(kinds.KIND_ACTIVE_QUOTES, "reconcile", {"quotes": list(ev.quotes)}, rfq_id=ev.rfq_id)
         if ev.quotes:
             self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "rfq-active")
-
-    # --- deciding ----------------------------------------------------------------------------
-
-    def _on_quotes(self, rfq_id: str, quotes: tuple[Quote, ...], received_ms: int, trigger: str) -> None:
-        rfq = self._rfq(rfq_id)  # private-stream RFQs are own, also ones created elsewhere
-        first = quotes[0]
-        rfq.learn(buy_ccy=first.buy_ccy, sell_ccy=first.sell_ccy)
-        rfq.resolve_pair(self.pairs.values())
-        rfq.last_quotes, rfq.last_quotes_ms = quotes, received_ms
-        rfq.wait_until_ms = None
-        skip = self._skip_reason(rfq)
-        if skip is not None:
-            self._record("decision.skipped", "engine", {"trigger": trigger, "reason": skip}, rfq_id=rfq_id)
-            return
-        self._decide(rfq, received_ms, trigger)
-
-    def _skip_reason(self, rfq: OwnRfq) -> str | None:
-        if not self.deciding:
-            return "shutting down: no new decisions"
-        if rfq.is_final:
-            return f"RFQ is {rfq.status.value if rfq.status else '?'} (final)"
-        if rfq.accept_state in BLOCKING_ACCEPT_STATES:
-            return f"accept {rfq.accept_state} for quote {rfq.accepted_quote_id}; at most one accept per RFQ"
-        return None
-
-    def _decide(self, rfq: OwnRfq, received_ms: int, trigger: str) -> None:
-        now = self.venue_clock.now_ms()
-        quotes = tuple(q for q in rfq.last_quotes if q.quote_id not in rfq.refused_quotes)
-        chain = self.chains.for_pair(rfq.pair) if rfq.pair else None
-        base = {"trigger": trigger, "at_ms": now}
-        if rfq.pair is None or rfq.side is None or not quotes:
-            why = ("no quotes left to consider" if not quotes else
-                   f"pair of {rfq.buy_ccy}/{rfq.sell_ccy} is not a tradable pair (get-pairs); never accepted")
-            return self._journal_decision(rfq, received_ms, {**base, "final": "none", "action": "none",
-                                                             "reason": why, "verdicts": []})
-        if chain is None:
-            return self._journal_decision(rfq, received_ms, {
-                **base, "final": "none", "action": "none", "verdicts": [],
-                "reason": f"no strategy chain for {rfq.pair} (nor '*'); quotes left to expire"})
-        view = RfqView(rfq.rfq_id, rfq.pair, rfq.side, rfq.buy_ccy or "", rfq.sell_ccy or "", rfq.buy_amount,
-                       rfq.sell_amount, rfq.mode, rfq.expires_ms, rfq.created_ms)
-        result = chain.decide(DecisionContext(view, quotes, self.market.context(rfq.pair), now))
-        payload = {**base, "final": result.kind, "reason": result.reason, "verdicts": result.steps_json()}
-        if result.kind == "wait":
-            rfq.wait_until_ms = result.until_ms
-            return self._journal_decision(rfq, received_ms, {**payload, "action": "wait", "until_ms": result.until_ms})
-        if result.kind == "decline":
-            target = next((q for q in quotes if q.quote_id == result.quote_id), None)
-            if target is not None and target.manual and target.quote_id not in rfq.declined_quotes:
-                rfq.declined_quotes.add(target.quote_id)
-                self._journal_decision(rfq, received_ms, {**payload, "action": "decline", "price": target.price},
-                                       quote_id=target.quote_id)
-                self._sends.append(("decline", (rfq.rfq_id, target.quote_id)))
-                return None
-            return self._journal_decision(rfq, received_ms, {**payload, "action": "none"}, quote_id=result.quote_id)
-        if result.kind == "none":
-            return self._journal_decision(rfq, received_ms, {**payload, "action": "none"})
-        self._accept_best(rfq, result.allowed, received_ms, now, payload)
-        return None
-
-    def _accept_best(self, rfq: OwnRfq, allowed: tuple[Quote, ...], received_ms: int, now: int,
-                     payload: dict[str, Any]) -> None:
-        """Walk the allowed quotes best first through the engine's own guards, then risk, then send."""
-        too_late = []
-        chosen = None
-        for quote in allowed:
-            left = None if quote.expires_ms is None else quote.expires_ms - now
-            if left is None or left < self.min_time_left_ms:
-                too_late.append(f"{quote.quote_id}: " + ("no expiry time" if left is None else
-                                f"expires in {left} ms by venue clock (< min_time_left_ms {self.min_time_left_ms})"))
-                continue
-            chosen = quote
-            break
-        if chosen is None:
-            self._journal_decision(rfq, received_ms, {**payload, "final": "none", "action": "none",
-                                                      "reason": "allowed quotes expire too soon: " + "; ".join(too_late)})
-            return
-        pair = self.pairs.get(rfq.pair or "")
-        amounts = amounts_of(chosen, rfq, pair)
-        engaged = self._check_kill_switch()
-        block = check_accept(self.risk, self.ledger, amounts=amounts, now_ms=now, kill_switch_engaged=engaged)
-        payload = {**payload, "price": chosen.price, "amounts": amounts, "lp_name": chosen.lp_name,
-                   "expires_ms": chosen.expires_ms}
-        if too_late:
-            payload["skipped"] = too_late
-        if block is not None:
-            self._journal_decision(rfq, received_ms, {**payload, "action": "blocked", "blocked_by": block.limit,
-                                                      "reason": f"{payload['reason']}; blocked by {block}"},
-                                   quote_id=chosen.quote_id)
-            return
-        prior = (rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.inflight_quote_id)
-        rfq.accept_state, rfq.accepted_quote_id, rfq.price = ACCEPT_OUTSTANDING, chosen.quote_id, chosen.price
-        rfq.inflight_quote_id = chosen.quote_id
-        try:
-            rfq.decision_seq = self._journal_decision(rfq, received_ms, {**payload, "action": "accept"},
-                                                      quote_id=chosen.quote_id)
-        except BaseException:
-            rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.inflight_quote_id = prior
-            raise
-        self.ledger.record(rfq.rfq_id, now, amounts)
-        self._sends.append(("accept", (rfq.rfq_id, chosen.quote_id)))
-
-    def _journal_decision(self, rfq: OwnRfq, received_ms: int, payload: dict[str, Any],
-                          quote_id: str | None = None) -> int:
-        latency = max(0, self.local_clock.now_ms() - received_ms)
-        payload = {**payload, "latency_ms": latency, "pair": rfq.pair, "rfq_state": rfq.snapshot()}
-        seq = self._record(kinds.KIND_DECISION, "engine", payload, rfq_id=rfq.rfq_id, quote_id=quote_id)
-        log.info("decision", rfq_id=rfq.rfq_id, pair=rfq.pair, final=payload.get("final"),
-                 action=payload.get("action"), quote_id=quote_id, price=str(payload.get("price", "")),
-                 reason=payload.get("reason"), latency_ms=latency, seq=seq)
-        return seq
-
-    def _check_kill_switch(self) -> bool:
-        engaged = self.kill_switch.engaged()
-        if engaged != self._kill_engaged:
-            self._kill_engaged = engaged
-            self._record("risk.kill_switch", "risk", {"engaged": engaged, "file": self.kill_switch.path})
-            log.warning("engine.kill_switch", engaged=engaged, file=self.kill_switch.path)
-        return engaged
 
     # --- results and reconciliation --------------------------------------------------------
 

@@ -13,7 +13,8 @@ import structlog
 
 from rfqbot import projections as kinds
 from rfqbot.clock import VenueClock
-from rfqbot.engine_state import MarketBook, OwnRfq
+from rfqbot.engine_state import OwnRfq
+from rfqbot.market import MarketBook
 from rfqbot.events import (
     Heartbeat, ListenKeyStatus, Note, PublicQuote, PublicRfq, RejectedFrame, SpotTick, StreamStatus, VenueCall,
 )

@@ -15,13 +15,12 @@ confirmation). An unknown status word never moves the RFQ: it is journaled with 
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
 
 from rfqbot.records import Pair, Quote, QuoteMode, RfqStatus, Side
-from strategies.base import MarketContext, ReferencePrice
+from rfqbot.market import MarketBook  # noqa: F401 - moved to rfqbot.market; old import path kept
 
 _RANK = {
     RfqStatus.NEW: 0,
@@ -164,67 +163,6 @@ class OwnRfq:
             "client_order_id": self.client_order_id, "expires_ms": self.expires_ms,
             "created_ms": self.created_ms, "updated_ms": self.updated_ms, "own": True,
         }
-
-
-def amounts_of(quote: Quote, rfq: OwnRfq, pair: Pair | None) -> dict[str, Decimal]:
-    """Per-currency amounts an accept of ``quote`` would trade (for risk limits).
-
-    Taken from the quote, else the RFQ; a missing side is derived from the price (quote ccy per
-    base) so a cap on either currency is always enforceable.
-    """
-    buy_ccy = quote.buy_ccy or rfq.buy_ccy
-    sell_ccy = quote.sell_ccy or rfq.sell_ccy
-    buy = quote.buy_amount if quote.buy_amount is not None else rfq.buy_amount
-    sell = quote.sell_amount if quote.sell_amount is not None else rfq.sell_amount
-    if pair is not None and buy_ccy and sell_ccy and quote.price > 0:
-        base_is_bought = buy_ccy == pair.base
-        if buy is None and sell is not None:
-            buy = sell / quote.price if base_is_bought else sell * quote.price
-        elif sell is None and buy is not None:
-            sell = buy * quote.price if base_is_bought else buy / quote.price
-    out: dict[str, Decimal] = {}
-    if buy_ccy and buy is not None:
-        out[buy_ccy] = buy
-    if sell_ccy and sell is not None:
-        out[sell_ccy] = sell
-    return out
-
-
-class MarketBook:
-    """Reference prices (spot) and recent public quotes per pair: the strategies' market context."""
-
-    def __init__(self, pairs: Iterable[Pair], recent_quotes: int = 50) -> None:
-        self._by_symbol = {p.spot_symbol: p for p in pairs}
-        self._pairs = list(self._by_symbol.values())
-        self._refs: dict[str, dict[str, ReferencePrice]] = {}
-        self._quotes: dict[str, deque[Quote]] = {}
-        self._keep = recent_quotes
-
-    def pair_of(self, buy_ccy: str | None, sell_ccy: str | None) -> Pair | None:
-        if not (buy_ccy and sell_ccy):
-            return None
-        for pair in self._pairs:
-            if pair.side_of(buy_ccy, sell_ccy) is not None:
-                return pair
-        return None
-
-    def on_spot(self, symbol: str, price: Decimal, at_ms: int, topic: str) -> str | None:
-        pair = self._by_symbol.get(symbol.replace("/", "").upper())
-        if pair is None:
-            return None
-        self._refs.setdefault(pair.name, {})[f"spot.{topic}"] = ReferencePrice(price, at_ms, f"spot.{topic}")
-        self._refs[pair.name]["spot"] = ReferencePrice(price, at_ms, f"spot.{topic}")
-        return pair.name
-
-    def on_public_quote(self, quote: Quote) -> str | None:
-        pair = self.pair_of(quote.buy_ccy, quote.sell_ccy)
-        if pair is None:
-            return None
-        self._quotes.setdefault(pair.name, deque(maxlen=self._keep)).append(quote)
-        return pair.name
-
-    def context(self, pair: str) -> MarketContext:
-        return MarketContext(dict(self._refs.get(pair, {})), tuple(self._quotes.get(pair, ())))
 
 
 def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str, Any]], pairs: Iterable[Pair],
