@@ -301,7 +301,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
             self._record("create.refused", ev.source, {"command": ev, "reason": "shutting down"})
             return
         open_count = sum(1 for r in self.rfqs.values() if not r.is_final) + len(self.pending_creates)
-        block = check_create(self.risk, open_rfqs=open_count, sell_ccy=ev.sell_ccy, sell_amount=ev.sell_amount)
+        block = check_create(self.risk, open_rfqs=open_count, sell_ccy=ev.sell_ccy, sell_amount=ev.sell_amount,
+                             kill_switch_engaged=self._check_kill_switch())
         if block is not None:
             self._record("create.blocked", ev.source, {"command": ev, "blocked_by": block.limit, "reason": str(block)})
             log.warning("engine.create_blocked", client_order_id=ev.client_order_id, limit=block.limit)

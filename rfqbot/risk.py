@@ -146,8 +146,13 @@ def check_accept(settings: RiskSettings, ledger: RiskLedger, *, amounts: Mapping
     return None
 
 
-def check_create(settings: RiskSettings, *, open_rfqs: int, sell_ccy: str, sell_amount: Decimal) -> RiskBlock | None:
-    """The first limit a new RFQ would break, or None."""
+def check_create(settings: RiskSettings, *, open_rfqs: int, sell_ccy: str, sell_amount: Decimal,
+                 kill_switch_engaged: bool = False) -> RiskBlock | None:
+    """The first limit a new RFQ would break, or None. An engaged kill switch refuses creations
+    too: an RFQ that may not be accepted only makes LPs quote for nothing."""
+    if kill_switch_engaged:
+        return RiskBlock("kill_switch_file", f"{settings.kill_switch_file} exists; no new RFQs "
+                                             "(remove the file to resume)")
     if settings.max_open_rfqs is not None and open_rfqs >= settings.max_open_rfqs:
         return RiskBlock("max_open_rfqs", f"{open_rfqs} own RFQs open; limit {settings.max_open_rfqs}")
     cap = settings.max_rfq_amount.get(sell_ccy)

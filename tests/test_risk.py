@@ -72,3 +72,35 @@ def test_settings_from_config_object():
     s = RiskSettings.from_any(obj)
     assert s.max_rfq_amount == {"BTC": D(2)} and s.max_accepts_per_minute == 3
     assert RiskSettings.from_any(None) == RiskSettings()
+
+
+def test_kill_switch_refuses_creations_too():
+    block = check_create(RiskSettings(kill_switch_file="/x/STOP"), open_rfqs=0, sell_ccy="USDT",
+                         sell_amount=D(1), kill_switch_engaged=True)
+    assert block.limit == "kill_switch_file" and "no new RFQs" in block.detail
+    assert check_create(RiskSettings(), open_rfqs=0, sell_ccy="USDT", sell_amount=D(1)) is None
+
+
+def test_config_risk_section_maps_onto_engine_settings():
+    from rfqbot.config import load_config_text
+
+    settings = load_config_text("""
+risk:
+  max_accepts_per_minute: 3
+  max_open_rfqs: 4
+  max_rfq_amount: {USDT: 5000, BTC: 0.5}
+  daily_notional: {USDT: 20000}
+  kill_switch_file: /run/rfqbot/STOP
+""", file="c.yaml")
+    risk = RiskSettings.from_any(settings.risk)
+    assert risk == RiskSettings(3, 4, {"USDT": D("5000"), "BTC": D("0.5")}, {"USDT": D("20000")}, "/run/rfqbot/STOP")
+    ledger = RiskLedger()
+    assert check_accept(risk, ledger, amounts={"BTC": D("0.6")}, now_ms=NOW,
+                        kill_switch_engaged=False).limit == "max_rfq_amount.BTC"
+    for i in range(3):
+        ledger.record(f"r{i}", NOW + i, {"USDT": D("6000")})
+    assert check_accept(risk, ledger, amounts={"USDT": D("1")}, now_ms=NOW + 10,
+                        kill_switch_engaged=False).limit == "max_accepts_per_minute"
+    assert check_accept(risk, ledger, amounts={"USDT": D("2001")}, now_ms=NOW + 60_003,
+                        kill_switch_engaged=False).limit == "daily_notional.USDT"
+    assert check_create(risk, open_rfqs=4, sell_ccy="USDT", sell_amount=D(1)).limit == "max_open_rfqs"
