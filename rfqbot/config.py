@@ -191,11 +191,26 @@ class ScheduledRfq(_Strict):
 
 class AlertsSettings(_Strict):
     webhook_url: str | None = None
+    unknown_outcome_after_s: int = Field(default=300, ge=1)
+    stream_down_after_s: int = Field(default=300, ge=1)
+    listen_key_failures: int = Field(default=3, ge=1)
+    webhook_timeout_s: int = Field(default=5, ge=1, le=60)
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
 
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         return _check_url(v, ("http", "https"))
+
+
+class MetricsSettings(_Strict):
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class StatusSettings(_Strict):
+    file: str | None = None  # None: next to the journal, <journal stem>.status.json
+    every_s: int = Field(default=5, ge=1, le=300)
+    engine_stall_after_s: int = Field(default=10, ge=1, le=600)
 
 
 class Settings(_Strict):
@@ -212,6 +227,8 @@ class Settings(_Strict):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     rfqs: list[ScheduledRfq] = Field(default_factory=list)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
 
     _file: str | None = PrivateAttr(default=None)
     _chains: Any = PrivateAttr(default=None)
