@@ -238,7 +238,13 @@ class Operations:
         self.watch = AlertWatch.from_settings(self.alerter, settings.alerts)
         self.metrics = Metrics()
         port = metrics_port if metrics_port is not None else settings.metrics.port
-        self.metrics_server = MetricsServer(self.metrics, port) if port is not None else None
+        self.metrics_server: MetricsServer | None = None
+        if port is not None:
+            try:
+                self.metrics_server = MetricsServer(self.metrics, port)
+            except OSError as exc:  # trading matters more than metrics: say so loudly and go on
+                log.error("metrics.bind_failed", port=port, error=str(exc),
+                          fix="choose a free metrics.port (or stop what listens there) and restart")
         self.notifier = notifier if notifier is not None else SdNotifier.from_env(env)
         self.monitor = ServiceMonitor(
             lambda: {}, notifier=self.notifier, watchdog_s=watchdog_interval_s(env), clock=self.clock,

@@ -34,7 +34,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_config(getattr(args, "config", None))
     configure_logging(settings.logging.level, settings.logging.format)
     credentials = load_credentials(settings)
-    return serve(Daemon(settings, credentials))
+    from rfqbot.service import Operations  # systemd notify/watchdog, status file, alerts, metrics
+
+    ops = Operations(settings)
+    daemon = Daemon(settings, credentials, observers=ops.observers)
+    ops.attach(daemon)
+    try:
+        return serve(daemon)
+    finally:
+        ops.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
