@@ -15,15 +15,15 @@ from typing import Any, Callable, Protocol
 from rfqbot.sim import venue_errors as err
 from rfqbot.sim.clock import SimClock
 from rfqbot.sim.config import PairConfig, SimConfig
-from rfqbot.sim.frames import (best_quote_frame, history_row, quote_created_frame,
-                               rfq_active_row, rfq_created_frame, rfq_update_frame)
+from rfqbot.sim.frames import (best_quote_frame, quote_created_frame, rfq_created_frame,
+                               rfq_update_frame)
 from rfqbot.sim.truth import GroundTruth
 
 OPEN_STATUSES = ("new", "manual-order", "manual-order-confirmation")
 FINAL_STATUSES = ("successful", "expired", "cancelled", "declined", "failed")
 
 
-def _digits(text: str) -> bool:
+def digits(text: str) -> bool:
     """ASCII digits only: str.isdigit would also take '１００' and '²'."""
     return text.isascii() and text.isdigit()
 
@@ -149,7 +149,7 @@ class Market:
         if amount != amount.quantize(precision, rounding=ROUND_DOWN):
             raise err.precision_illegal()
         expire_text = params.get("expireSec") or "1800"
-        if not _digits(expire_text) or not 600 <= int(expire_text) <= 3600:
+        if not digits(expire_text) or not 600 <= int(expire_text) <= 3600:
             raise err.illegal("expireSec", "allowed 600-3600 seconds")
         cl_id = params.get("rfqClOrderId") or ""
         if len(cl_id) > 64:
@@ -370,38 +370,3 @@ class Market:
         self.publisher.private(rfq.owner, "rfqUpdates", rfq_update_frame(rfq, shown), rfq.rfq_id)
         if rfq.status == "new":
             self.publisher.public("rfqs", rfq_created_frame(rfq), rfq.rfq_id)
-
-    # ------------------------------------------------------------------ queries
-    def history(self, owner: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        for name in ("startTime", "endTime"):
-            if not _digits(params.get(name, "")):
-                raise err.missing(name)
-        start, end = int(params["startTime"]), int(params["endTime"])
-        if end < start:
-            raise err.illegal("endTime", "endTime is before startTime")
-        if end - start > 90 * 86_400_000:
-            raise err.VenueReject(-2029, "The search is limited to data within the last three "
-                                  "months")
-        limit_text = params.get("limit") or "500"
-        if not _digits(limit_text) or not 1 <= int(limit_text) <= 1000:
-            raise err.illegal("limit", "1-1000")
-        rows = []
-        for rfq in self.rfqs.values():
-            if rfq.owner != owner or not start <= rfq.created_ms <= end:
-                continue
-            shown = rfq.accepted
-            if params.get("rfqId") and rfq.rfq_id != params["rfqId"]:
-                continue
-            if params.get("rfqClOrderId") and rfq.cl_order_id != params["rfqClOrderId"]:
-                continue
-            if params.get("quoteId") and (shown is None or shown.quote_id != params["quoteId"]):
-                continue
-            if params.get("status") and rfq.status != params["status"]:
-                continue
-            rows.append(history_row(rfq, shown))
-        return rows[: int(limit_text)]
-
-    def active(self, owner: str, rfq_id: str) -> list[dict[str, Any]]:
-        rfq = self.owned(owner, rfq_id)
-        return [rfq_active_row(rfq, quote, rank)
-                for rank, quote in enumerate(self.valid_quotes(rfq), start=1)]

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from rfqbot.sim import queries
 from rfqbot.sim import venue_errors as err
 from rfqbot.sim import wirejson
 from rfqbot.sim.auth import RateLimiter, parse_params, verify
@@ -182,10 +183,10 @@ class RestApi:
         return self.market.accept(owner, params)
 
     def _history(self, owner: str, params: dict[str, str], request: web.Request) -> Any:
-        return self.market.history(owner, params)
+        return queries.history(self.market, owner, params)
 
     def _active(self, owner: str, params: dict[str, str], request: web.Request) -> Any:
-        return self.market.active(owner, request.match_info["rfq_id"])
+        return queries.active(self.market, owner, request.match_info["rfq_id"])
 
     def _key_create(self, owner: str, params: dict[str, str], request: web.Request) -> Any:
         return {"listenKey": self.keys.create(owner)}

@@ -116,6 +116,7 @@ class Simulator:
             raise RuntimeError(f"simulator did not start within {timeout} s")
         if self._startup_error is not None:
             self._thread.join(timeout)
+            self._release_files()
             raise RuntimeError(f"simulator failed to start on {self.config.host}:"
                                f"{self.config.port}: {self._startup_error}") \
                 from self._startup_error
@@ -135,7 +136,12 @@ class Simulator:
             log.warning("sim.stop_timeout", timeout=timeout)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
-        self.state.truth.close()
+        self._release_files()
+
+    def _release_files(self) -> None:
+        state = getattr(self, "state", None)
+        if state is not None:
+            state.truth.close()
         if self._tmpdir and not self.config.ca_dir and not self.config.ground_truth_path:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
@@ -169,6 +175,21 @@ class Simulator:
     def control(self, action: str, **kwargs: Any) -> Any:
         """Same as POST /sim/control with ``{"action": action, **kwargs}``."""
         return self.call(self.faults.dispatch, {"action": action, **kwargs})
+
+    def accept_latencies(self) -> list[dict[str, Any]]:
+        """For benchmarks: each accept matched with the last bestQuote push before it that
+        carried its quote, and the ns between writing that frame and the request arriving."""
+        pushes = [e for e in self.truth("push") if e.get("topic") == "bestQuote"]
+        rows = []
+        for accept in self.truth("accept_received"):
+            seen = [p for p in pushes if accept.get("quote_id") in p.get("quote_ids", ())
+                    and p["perf_ns"] <= accept["perf_ns"]]
+            if seen:
+                rows.append({"rfq_id": accept["rfq_id"], "quote_id": accept["quote_id"],
+                             "push_perf_ns": seen[-1]["perf_ns"],
+                             "accept_perf_ns": accept["perf_ns"],
+                             "latency_ns": accept["perf_ns"] - seen[-1]["perf_ns"]})
+        return rows
 
     def rfq_status(self, rfq_id: str) -> str | None:
         """Test helper: the RFQ's current status as the venue holds it."""

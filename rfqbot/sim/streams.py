@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 MARKET_PLACE_TOPICS = ("rfqs", "quotes")
 SPOT_TOPICS = ("realtimes", "trade", "depth")
 _conn_ids = itertools.count(1)
+MIN_TIMER_S = 0.005     # floor for scaled periodic timers, so huge time scales do not spin
 CLOSE_TIMEOUT_S = 2.0   # how long a close waits for the client's close frame
 
 
@@ -242,7 +243,8 @@ class StreamHub:
     async def _ping_loop(self, conn: Connection) -> None:
         channel = f"sim-{conn.id:08x}-{conn.key[-8:] if conn.key else ''}"
         while not conn.ws.closed:
-            await asyncio.sleep(self.clock.real_s(self.config.private_ping_interval_s))
+            await asyncio.sleep(max(MIN_TIMER_S,
+                                    self.clock.real_s(self.config.private_ping_interval_s)))
             idle = time.monotonic() - conn.last_heard
             if idle > self.clock.real_s(self.config.idle_close_s):
                 self.truth.record("private_idle_closed", conn=conn.id)

@@ -112,6 +112,15 @@ def test_ground_truth_jsonl_has_pushes_and_accept_timing(make_sim: Callable[...,
                        ("processing", "successful")]
     monos = [e["mono_ns"] for e in lines]
     assert monos == sorted(monos)
+    [latency] = sim.accept_latencies()
+    assert latency["quote_id"] == quote_id
+    assert latency["latency_ns"] == received["perf_ns"] - pushed["perf_ns"] > 0
+
+
+def test_a_taken_port_is_a_clear_start_error(make_sim: Callable[..., Simulator]) -> None:
+    first = make_sim()
+    with pytest.raises(RuntimeError, match=f"failed to start on 127.0.0.1:{first.port}"):
+        Simulator(quiet_config(port=first.port)).start()
 
 
 def test_history_and_rfq_active_agree_with_the_pushes(make_sim: Callable[..., Simulator],
