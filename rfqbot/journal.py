@@ -13,7 +13,11 @@ Why these settings:
   fields, so an edited, deleted or reordered row is found by ``verify_chain``.
 - **File mode 0600.** The journal holds the account's trading history. SQLite creates the
   ``-wal`` and ``-shm`` files with the main file's permissions.
-- **Schema version** lives in ``PRAGMA user_version``; ``_MIGRATIONS`` upgrades in place.
+- **Schema version** lives in ``PRAGMA user_version``; ``_MIGRATIONS`` upgrades in place, one
+  version at a time, each in its own transaction (a crash mid-upgrade leaves the old version).
+- **Pruning** (``rfqbot.audit.prune``) replaces a prefix of the chain by one checkpoint row
+  that carries the pruned rows' digest and keeps the hash the next row links to; ``verify_rows``
+  accepts a chain that starts at such a checkpoint.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ import sqlite_utils
 import structlog
 
 from rfqbot.clock import Clock
-from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, EventRow, project
+from rfqbot.audit.views import create_views
+from rfqbot.projections import DERIVED_TABLES, KIND_CHECKPOINT, SCHEMA_V1, SCHEMA_V2, EventRow, project
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS_HASH = "0" * 64
 
 
@@ -98,7 +103,30 @@ def _create_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+def _upgrade_v2(conn: sqlite3.Connection) -> None:
+    """Audit columns, reference prices, more indexes and the audit views; then refill every
+    derived table from ``events`` so old rows get the new columns too."""
+    for statement in SCHEMA_V2:
+        conn.execute(statement)
+    create_views(conn)
+    replay_events(conn)
+
+
+def replay_events(conn: sqlite3.Connection) -> int:
+    """Empty the derived tables and re-project every event in seq order (caller holds the
+    transaction); returns the number of events replayed."""
+    for table in DERIVED_TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    count = 0
+    for row in conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload "
+                            "FROM events ORDER BY seq").fetchall():
+        for sql, params in project(EventRow(*row[:7], json.loads(row[7]))):
+            conn.execute(sql, params)
+        count += 1
+    return count
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _upgrade_v2}
 """version -> function that upgrades a journal at version-1 to it (1: create from empty)."""
 
 
@@ -220,21 +248,26 @@ class Journal:
     def rebuild_projections(self) -> int:
         """Drop and rebuild every derived table from ``events``; returns the number of events replayed."""
         with self._lock:
+            with self.write_transaction() as conn:
+                return replay_events(conn)
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection inside BEGIN IMMEDIATE, committed on success (maintenance: prune,
+        rebuild). Refused inside ``batch()``. The cached chain head is re-read afterwards."""
+        with self._lock:
+            if self._batch_depth:
+                raise JournalError("a maintenance transaction cannot run inside batch()")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for table in DERIVED_TABLES:
-                    self._conn.execute(f"DELETE FROM {table}")
-                count = 0
-                for row in self._conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, "
-                                              "payload FROM events ORDER BY seq").fetchall():
-                    for sql, params in project(EventRow(*row[:7], json.loads(row[7]))):
-                        self._conn.execute(sql, params)
-                    count += 1
+                yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            return count
+            finally:
+                row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -283,17 +316,44 @@ class Journal:
             self._conn.close()
 
 
+def checkpoint_seal(seq: int, local_ms: int, prev_hash: str, anchor_hash: str, payload: Mapping[str, Any]) -> str:
+    """The checkpoint's own integrity hash, over its fields and payload (without the seal).
+
+    A checkpoint's ``hash`` column must equal the hash of the last pruned row (the next row links
+    to it), so it cannot also be a hash of the checkpoint's content; the seal in the payload is.
+    """
+    body = canonical_json([seq, local_ms, prev_hash, anchor_hash, {k: v for k, v in payload.items() if k != "seal"}])
+    return hashlib.sha256(f"checkpoint|{body}".encode("utf-8")).hexdigest()
+
+
+def _checkpoint_ok(seq: int, local_ms: int, prev_hash: str, digest: str, payload_text: str) -> bool:
+    try:
+        payload = json.loads(payload_text)
+    except ValueError:
+        return False
+    return (isinstance(payload, dict) and payload.get("anchor_hash") == digest
+            and payload.get("pruned_to_seq") == seq
+            and payload.get("seal") == checkpoint_seal(seq, local_ms, prev_hash, digest, payload))
+
+
 def verify_rows(conn: sqlite3.Connection) -> int | None:
-    """Walk ``events`` in seq order recomputing the chain; the first bad seq, or None."""
+    """Walk ``events`` in seq order recomputing the chain; the first bad seq, or None.
+
+    The chain starts at the genesis hash, or at a checkpoint row left by pruning (only as the
+    very first row): its sealed payload vouches for the hash the next row links to.
+    """
     prev = GENESIS_HASH
     expected_seq = None
     for seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, digest in conn.execute(
             "SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, hash "
             "FROM events ORDER BY seq"):
-        if expected_seq is not None and seq != expected_seq:
+        if expected_seq is None and kind == KIND_CHECKPOINT:
+            if not _checkpoint_ok(seq, local_ms, prev_hash, digest, payload):
+                return seq
+        elif expected_seq is not None and seq != expected_seq:
             return expected_seq
-        if prev_hash != prev or row_hash(prev, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
-                                         payload) != digest:
+        elif prev_hash != prev or row_hash(prev, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
+                                           payload) != digest:
             return seq
         prev, expected_seq = digest, seq + 1
     return None

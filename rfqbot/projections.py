@@ -25,8 +25,11 @@ KIND_PUBLIC_QUOTE = "frame.public_quote"
 KIND_ACTIVE_QUOTES = "reconcile.active_quotes"
 KIND_VENUE_CALL = "venue.call"
 KIND_STREAM = "stream.status"
+KIND_SPOT = "frame.spot"
+KIND_CHECKPOINT = "journal.checkpoint"  # written by prune; stands for the pruned prefix, projects nothing
 
-DERIVED_TABLES = ("rfqs", "quotes", "transitions", "decisions", "venue_calls", "stream_sessions")
+DERIVED_TABLES = ("rfqs", "quotes", "transitions", "decisions", "venue_calls", "stream_sessions",
+                  "reference_prices")
 
 SCHEMA_V1 = [
     """CREATE TABLE rfqs (
@@ -62,6 +65,26 @@ SCHEMA_V1 = [
     "CREATE INDEX idx_venue_calls_time ON venue_calls(at_ms)",
 ]
 
+# Version 2: what the audits need. Added columns are filled by replaying ``events`` (the
+# migration rebuilds every derived table), so an upgraded journal equals a fresh one.
+SCHEMA_V2 = [
+    "ALTER TABLE rfqs ADD COLUMN first_ms INTEGER",     # local time of the first event about it
+    "ALTER TABLE rfqs ADD COLUMN first_seq INTEGER",
+    "ALTER TABLE decisions ADD COLUMN lp_name TEXT",    # LP of the chosen quote
+    "ALTER TABLE venue_calls ADD COLUMN rfq_id TEXT",   # from the call's rfqId parameter
+    "ALTER TABLE venue_calls ADD COLUMN client_order_id TEXT",  # from rfqClOrderId (create-rfq)
+    """CREATE TABLE reference_prices (
+        seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, pair TEXT NOT NULL, price TEXT NOT NULL, source TEXT)""",
+    "CREATE INDEX idx_reference_prices_pair ON reference_prices(pair, seq)",
+    "CREATE INDEX idx_rfqs_first ON rfqs(first_ms)",
+    "CREATE INDEX idx_rfqs_client ON rfqs(client_order_id)",
+    "CREATE INDEX idx_quotes_lp ON quotes(lp_name)",
+    "CREATE INDEX idx_transitions_time ON transitions(at_ms)",
+    "CREATE INDEX idx_venue_calls_rfq ON venue_calls(rfq_id)",
+    "CREATE INDEX idx_venue_calls_client ON venue_calls(client_order_id)",
+    "CREATE INDEX idx_events_venue_time ON events(venue_ms)",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
@@ -92,7 +115,7 @@ def project(row: EventRow) -> list[Op]:
     p = row.payload
     snapshot = p.get("rfq_state")
     if isinstance(snapshot, Mapping) and snapshot.get("rfq_id"):
-        ops.append(_upsert_rfq(snapshot, row.seq))
+        ops.append(_upsert_rfq(snapshot, row))
     if row.kind == KIND_TRANSITION:
         ops.append(("INSERT INTO transitions (seq, rfq_id, from_status, to_status, status_raw, at_ms, cause) "
                     "VALUES (?,?,?,?,?,?,?)",
@@ -100,11 +123,11 @@ def project(row: EventRow) -> list[Op]:
                      p.get("at_ms", row.local_ms), p.get("cause"))))
     elif row.kind == KIND_DECISION:
         ops.append(("INSERT INTO decisions (seq, rfq_id, quote_id, at_ms, verdicts, final, action, reason, "
-                    "price, amounts, latency_ms, blocked_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "price, amounts, latency_ms, blocked_by, lp_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (row.seq, row.rfq_id, row.quote_id, p.get("at_ms", row.local_ms),
                      _json(p.get("verdicts", [])), p.get("final"), p.get("action"), p.get("reason"),
                      p.get("price"), _json(p.get("amounts")) if p.get("amounts") is not None else None,
-                     p.get("latency_ms"), p.get("blocked_by"))))
+                     p.get("latency_ms"), p.get("blocked_by"), p.get("lp_name"))))
     elif row.kind == KIND_ACCEPT_RESULT and p.get("decision_seq") is not None:
         ops.append(("UPDATE decisions SET result_outcome = ?, result_seq = ? WHERE seq = ?",
                     (p.get("outcome"), row.seq, p.get("decision_seq"))))
@@ -115,25 +138,31 @@ def project(row: EventRow) -> list[Op]:
     elif row.kind == KIND_PUBLIC_QUOTE and isinstance(p.get("quote"), Mapping):
         ops.append(_upsert_quote(p["quote"], row, "public"))
     elif row.kind == KIND_VENUE_CALL:
+        params = p.get("params") if isinstance(p.get("params"), Mapping) else {}
         ops.append(("INSERT INTO venue_calls (seq, at_ms, method, endpoint, params, http_status, venue_code, "
-                    "duration_ms, outcome, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "duration_ms, outcome, error, rfq_id, client_order_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (row.seq, row.local_ms, p.get("method"), p.get("endpoint"), _json(p.get("params", {})),
                      p.get("http_status"), p.get("venue_code"), _text(p.get("duration_ms")), p.get("outcome"),
-                     p.get("error"))))
+                     p.get("error"), row.rfq_id or _text(params.get("rfqId")), _text(params.get("rfqClOrderId")))))
+    elif row.kind == KIND_SPOT and p.get("pair") and p.get("price") is not None:
+        ops.append(("INSERT INTO reference_prices (seq, at_ms, pair, price, source) VALUES (?,?,?,?,?)",
+                    (row.seq, row.venue_ms if row.venue_ms is not None else row.local_ms, p["pair"],
+                     _text(p["price"]), f"spot.{p.get('topic')}" if p.get("topic") else "spot")))
     elif row.kind == KIND_STREAM:
         ops.append(_upsert_session(p, row))
     return ops
 
 
-def _upsert_rfq(s: Mapping[str, Any], seq: int) -> Op:
+def _upsert_rfq(s: Mapping[str, Any], row: EventRow) -> Op:
+    """Latest snapshot wins; ``first_ms``/``first_seq`` are set by the first one only."""
     values = tuple(_text(s.get(c)) if c in ("buy_amount", "sell_amount", "price") else s.get(c)
                    for c in _RFQ_COLUMNS)
     values = values[:-1] + (1 if s.get("own") else 0,)
-    cols = ", ".join(("rfq_id",) + _RFQ_COLUMNS + ("last_seq",))
-    marks = ", ".join("?" * (len(_RFQ_COLUMNS) + 2))
+    cols = ", ".join(("rfq_id",) + _RFQ_COLUMNS + ("last_seq", "first_ms", "first_seq"))
+    marks = ", ".join("?" * (len(_RFQ_COLUMNS) + 4))
     sets = ", ".join(f"{c} = excluded.{c}" for c in _RFQ_COLUMNS + ("last_seq",))
     return (f"INSERT INTO rfqs ({cols}) VALUES ({marks}) ON CONFLICT(rfq_id) DO UPDATE SET {sets}",
-            (s["rfq_id"],) + values + (seq,))
+            (s["rfq_id"],) + values + (row.seq, row.local_ms, row.seq))
 
 
 def _upsert_quote(q: Mapping[str, Any], row: EventRow, source: str) -> Op:

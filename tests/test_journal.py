@@ -33,7 +33,7 @@ def test_pragmas_mode_and_schema_version(journal, tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert journal.schema_version == 1
+    assert journal.schema_version == 2
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
 
 
