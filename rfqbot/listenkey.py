@@ -151,9 +151,12 @@ class ListenKeyKeeper:
     def on_stream_end(self, end: SessionEnd) -> None:
         """``on_stale`` of the private stream: replace the key when it looks dead.
 
-        Dead looks like: the handshake was refused, or the connection opened and ended within
-        ``fresh_key_grace_s``. Frames do not clear the suspicion: a venue may send an error
-        frame before closing, and a healthy private stream is quiet for its first 30 s anyway.
+        Dead looks like: the handshake was refused, the connection opened and ended within
+        ``fresh_key_grace_s``, or it opened and went stale without a single frame (not even
+        the server's ping): the stream is open but the key delivers nothing, and reconnecting
+        on the same key would stay deaf forever. Frames do not clear a quick end: a venue may
+        send an error frame before closing, and a healthy private stream is quiet for its
+        first 30 s anyway.
         A network error before connecting is not the key's fault (the stream's own reconnect
         handles it). Runs on the stream thread, so the replacement goes to a worker thread.
         """
@@ -164,7 +167,8 @@ class ListenKeyKeeper:
         if key is None or end.url != self._url_for_key(key):
             return  # about a key already replaced
         quick = end.connected_ms is not None and end.ended_ms - end.connected_ms <= self._grace_ms
-        if not (end.reason == "rejected" or quick):
+        deaf = end.reason == "stale" and end.connected_ms is not None and end.frames == 0
+        if not (end.reason == "rejected" or quick or deaf):
             self._stale_backoff.reset()  # the key worked: the next dead-key report acts at once
             return
         with self._lock:

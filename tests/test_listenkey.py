@@ -196,6 +196,16 @@ def test_stale_right_after_connect_replaces_key(rig):
     assert calls[3:] == [("create", KEYS[1]), ("move_to", url_for(KEYS[1])), ("delete", KEYS[0])]
 
 
+def test_stale_without_a_single_frame_replaces_key(rig):
+    # Open but deaf (not even the server's pings) for private_stale_after_s: reconnecting on
+    # the same key would stay deaf forever, however long the grace is.
+    keeper, _, calls, sink = rig
+    keeper.start()
+    keeper.on_stream_end(dead_key_end(KEYS[0], frames=0, lasted_ms=75_000, reason="stale"))
+    assert wait_until(lambda: "deleted" in actions(sink), 2.0)
+    assert calls[3:] == [("create", KEYS[1]), ("move_to", url_for(KEYS[1])), ("delete", KEYS[0])]
+
+
 def test_error_frame_then_quick_close_replaces_key(rig):
     keeper, _, _, sink = rig
     keeper.start()
@@ -212,7 +222,7 @@ def test_refused_handshake_replaces_key(rig):
 
 @pytest.mark.parametrize("end", [
     dead_key_end(KEYS[0], frames=3, lasted_ms=11_000),           # the key worked for a while
-    dead_key_end(KEYS[0], lasted_ms=60_000, reason="stale"),     # long after connecting
+    dead_key_end(KEYS[0], frames=4, lasted_ms=60_000, reason="stale"),  # worked, then went quiet
     dead_key_end(KEYS[0], lasted_ms=None, reason="error"),       # network down: not the key
     dead_key_end(KEYS[3]),                                       # about some other key
 ])
