@@ -39,6 +39,7 @@ import sqlite_utils
 import structlog
 
 from rfqbot.clock import Clock
+from rfqbot.errors import RfqbotError
 from rfqbot.audit.views import create_views
 from rfqbot.projections import DERIVED_TABLES, KIND_CHECKPOINT, SCHEMA_V1, SCHEMA_V2, EventRow, project
 
@@ -48,7 +49,7 @@ SCHEMA_VERSION = 2
 GENESIS_HASH = "0" * 64
 
 
-class JournalError(RuntimeError):
+class JournalError(RfqbotError, RuntimeError):
     """The journal cannot be opened or written; the message says which file and what to do."""
 
 
