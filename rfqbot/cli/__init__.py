@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "rfqbot.cli.market_cmds",
     "rfqbot.cli.sim_cmd",
     "rfqbot.cli.run_cmds",
+    "rfqbot.cli.journal_cmd",
     "rfqbot.cli.ops_cmds",
 ]
 
