@@ -142,7 +142,7 @@ class Simulator:
         state = getattr(self, "state", None)
         if state is not None:
             state.truth.close()
-        if self._tmpdir and not self.config.ca_dir and not self.config.ground_truth_path:
+        if self._tmpdir:   # holds only what the caller did not ask to keep elsewhere
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def __enter__(self) -> Simulator:

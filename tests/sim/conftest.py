@@ -7,7 +7,14 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from rfqbot.sim import SimConfig, Simulator
-from tests.sim.helpers import VenueClient, WsReader, quiet_config
+from tests.sim.helpers import OPEN_SESSIONS, VenueClient, WsReader, quiet_config
+
+
+@pytest.fixture(autouse=True)
+def close_sessions() -> Iterator[None]:
+    yield
+    while OPEN_SESSIONS:
+        OPEN_SESSIONS.pop().close()
 
 
 @pytest.fixture

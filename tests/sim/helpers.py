@@ -29,6 +29,9 @@ def quiet_config(**overrides: Any) -> SimConfig:
     return SimConfig(**base)
 
 
+OPEN_SESSIONS: list[requests.Session] = []   # closed after each test by conftest
+
+
 class VenueClient:
     """Signs like the documents say: HMAC-SHA256 hex over the exact parameter string sent."""
 
@@ -41,6 +44,7 @@ class VenueClient:
         self.session = requests.Session()
         self.session.trust_env = False          # REQUESTS_CA_BUNDLE would override verify
         self.session.verify = sim.ca_file or True
+        OPEN_SESSIONS.append(self.session)
 
     def sign(self, payload: str, secret: str | None = None) -> str:
         return hmac.new((secret or self.secret).encode(), payload.encode(),

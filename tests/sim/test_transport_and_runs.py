@@ -51,10 +51,10 @@ def test_tls_with_the_generated_ca(make_sim: Callable[..., Simulator],
     assert Path(sim.ca_file).read_text().startswith("-----BEGIN CERTIFICATE-----")
     client = VenueClient(sim)
     assert client.call("GET", PAIRS).status_code == 200
-    untrusting = requests.Session()
-    untrusting.trust_env = False
-    with pytest.raises(requests.exceptions.SSLError):
-        untrusting.get(sim.rest_url + "/api/v1/time", timeout=3)
+    with requests.Session() as untrusting:
+        untrusting.trust_env = False
+        with pytest.raises(requests.exceptions.SSLError):
+            untrusting.get(sim.rest_url + "/api/v1/time", timeout=3)
     public = open_public(sim, readers, "rfqs")
     private = open_private(sim, readers, client.listen_key())
     rfq_id = client.create_rfq()
@@ -185,16 +185,16 @@ def test_cli_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
             printed[name.strip().split()[0]] = value.strip()
         rest_url = printed["REST"].split()[0]
         assert printed["CA"] == str(tmp_path / "sim-ca.pem") and len(printed["API"]) > 0
-        session = requests.Session()
-        session.trust_env = False
-        answer = session.get(rest_url + "/api/v1/time", verify=printed["CA"], timeout=3)
+        with requests.Session() as session:
+            session.trust_env = False
+            answer = session.get(rest_url + "/api/v1/time", verify=printed["CA"], timeout=3)
         assert "serverTime" in answer.json()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(timeout=5)
+        process.communicate(timeout=5)       # drains and closes both pipes
 
 
 def test_cli_takes_credentials_from_the_environment() -> None:
