@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "rfqbot.cli.run_cmds",
     "rfqbot.cli.journal_cmd",
     "rfqbot.cli.ops_cmds",
+    "rfqbot.cli.replay_cmd",
 ]
 
 
