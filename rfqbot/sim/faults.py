@@ -133,7 +133,18 @@ class Faults:
         self._run("accept_5xx", applied=applied, status=status, count=count)
 
     def _do_accept_5xx(self, applied: bool, status: int = 500, count: int = 1) -> None:
-        self._sim.state.faults.accept_5xx.extend([(status, applied)] * count)
+        self._do_server_error("accept-quote", applied, status, count)
+
+    def server_error(self, path: str, applied: bool, status: int = 500, count: int = 1) -> None:
+        """Next ``count`` signed requests whose path contains ``path`` (e.g. ``create-rfq``)
+        answer ``status``; the request takes effect first when ``applied``."""
+        self._run("server_error", path=path, applied=applied, status=status, count=count)
+
+    def _do_server_error(self, path: str, applied: bool, status: int = 500,
+                         count: int = 1) -> None:
+        if not 500 <= int(status) <= 599:
+            raise ValueError("status must be a 5xx code")
+        self._sim.state.faults.http_5xx.extend([(path, int(status), bool(applied))] * count)
 
     def delay(self, seconds: float, path: str | None = None, count: int | None = None) -> None:
         """Slow REST answers by ``seconds`` (real), optionally only for paths containing
@@ -181,7 +192,7 @@ class Faults:
         faults.silent.clear()
         faults.duplicate.clear()
         faults.reorder_updates = 0
-        faults.accept_5xx.clear()
+        faults.http_5xx.clear()
         faults.forced_status.clear()
         faults.delay_s, faults.delay_path, faults.delay_count = 0.0, None, None
 

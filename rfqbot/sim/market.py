@@ -304,7 +304,9 @@ class Market:
             return {"rfqId": rfq.rfq_id, "quoteId": quote.quote_id, "status": "failed",
                     "expiryTime": None}
         if quote.manual:
-            allowed = rfq.status == "manual-order-confirmation" and rfq.manual_quote is quote
+            if rfq.manual_quote is not quote:
+                raise err.quote_expired()
+            allowed = rfq.status == "manual-order-confirmation"
         else:
             allowed = rfq.status == "new"
         if not allowed:

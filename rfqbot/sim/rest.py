@@ -97,6 +97,7 @@ class RestApi:
                     self.truth.record("accept_received", perf_ns=arrived_ns,
                                       rfq_id=params.get("rfqId"), quote_id=params.get("quoteId"),
                                       action=params.get("action"))
+                self._maybe_server_error(request.path, endpoint, params, request)
                 result = endpoint(self.account, params, request)
                 status, body = 200, result
             except err.VenueReject as reject:
@@ -109,6 +110,30 @@ class RestApi:
             await self._maybe_delay(request.path)
             return json_response(body, status)
         return handler
+
+    def _maybe_server_error(self, path: str, endpoint: Endpoint, params: dict[str, str],
+                            request: web.Request) -> None:
+        """A pending 5xx fault for this path: do the work or not, then answer 5xx anyway.
+
+        That is the venue's documented uncertainty: after a 5xx the request may have happened.
+        """
+        match = next((f for f in self.faults.http_5xx if f[0] in path), None)
+        if match is None:
+            return
+        self.faults.http_5xx.remove(match)
+        _, status, applied = match
+        outcome = "not applied"
+        if applied:
+            try:
+                result = endpoint(self.account, params, request)
+                outcome = result.get("status", "applied") if isinstance(result, dict) else "applied"
+            except err.VenueReject as reject:
+                outcome = f"rejected {reject.code}"
+        name = "accept_fault" if endpoint == self._accept else "http_fault"
+        self.truth.record(name, path=path, http_status=status, applied=applied, outcome=outcome,
+                          rfq_id=params.get("rfqId"), quote_id=params.get("quoteId"))
+        raise err.VenueReject(-1000, "An unknown error occurred while processing the request",
+                              http_status=status)
 
     @staticmethod
     async def _body(request: web.Request) -> str:
@@ -137,9 +162,12 @@ class RestApi:
 
     # ---------------------------------------------------------------- endpoints
     async def _time(self, request: web.Request) -> web.Response:
-        return json_response({"serverTime": self.clock.now_ms()})
+        server_time = self.clock.now_ms()
+        await self._maybe_delay(request.path)   # a slow answer carries an older time, as real
+        return json_response({"serverTime": server_time})
 
     async def _ping(self, request: web.Request) -> web.Response:
+        await self._maybe_delay(request.path)
         return json_response({})
 
     def _account(self, owner: str, params: dict[str, str], request: web.Request) -> Any:
@@ -168,18 +196,6 @@ class RestApi:
         return {"rfqId": rfq.rfq_id, "rfqClOrderId": rfq.cl_order_id, "status": rfq.status}
 
     def _accept(self, owner: str, params: dict[str, str], request: web.Request) -> Any:
-        if self.faults.accept_5xx:
-            status, applied = self.faults.accept_5xx.pop(0)
-            outcome = "not applied"
-            if applied:
-                try:
-                    outcome = self.market.accept(owner, params)["status"]
-                except err.VenueReject as reject:
-                    outcome = f"rejected {reject.code}"
-            self.truth.record("accept_fault", http_status=status, applied=applied, outcome=outcome,
-                              rfq_id=params.get("rfqId"), quote_id=params.get("quoteId"))
-            raise err.VenueReject(-1000, "An unknown error occurred while processing the "
-                                  "request", http_status=status)
         return self.market.accept(owner, params)
 
     def _history(self, owner: str, params: dict[str, str], request: web.Request) -> Any:

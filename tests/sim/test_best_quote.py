@@ -105,7 +105,7 @@ def test_expired_quotes_leave_the_set(make_sim: Callable[..., Simulator],
 
 def test_other_accounts_rfqs_never_reach_my_private_stream(
         make_sim: Callable[..., Simulator], readers: list[WsReader]) -> None:
-    sim, client, private = setup(make_sim, readers, time_scale=50, background_rfqs_per_min=600,
+    sim, client, private = setup(make_sim, readers, time_scale=50, background_rfqs_per_min=60,
                                  lps=2)
     client.create_rfq()
     mine = {e["rfq_id"] for e in sim.truth("rfq_created") if e["owner"] == "sim-account"}

@@ -73,6 +73,28 @@ def test_accept_5xx_with_and_without_the_accept_applied(sim: Simulator, client: 
     assert client.accept(rfq_id, quote_id).status_code == (400 if applied else 200)
 
 
+def test_create_rfq_5xx_applied_leaves_an_rfq_the_client_never_heard_of(
+        sim: Simulator, client: VenueClient) -> None:
+    sim.faults.server_error("create-rfq", applied=True, status=502)
+    response = client.call("POST", "/api/v1/market-place/create-rfq",
+                           {"buyCcy": "BTC", "sellCcy": "USDT", "sellAmount": "100",
+                            "rfqMode": "real-time", "rfqClOrderId": "lost-1"})
+    assert response.status_code == 502 and response.json()["code"] == -1000
+    [row] = client.history(rfqClOrderId="lost-1")
+    assert row["status"] == "new"
+    [fault] = sim.truth("http_fault")
+    assert fault["applied"] is True and fault["outcome"] == "new"
+    with pytest.raises(ValueError):
+        sim.faults.server_error("create-rfq", applied=False, status=404)
+
+
+def test_slow_time_answer(sim: Simulator, client: VenueClient) -> None:
+    sim.faults.delay(0.3, path="/api/v1/time", count=1)
+    with pytest.raises(requests.Timeout):
+        client.session.get(sim.rest_url + "/api/v1/time", timeout=0.1)
+    assert client.session.get(sim.rest_url + "/api/v1/time", timeout=1).status_code == 200
+
+
 def test_slow_accept_times_out_at_the_client_but_happens(sim: Simulator,
                                                          client: VenueClient) -> None:
     rfq_id = client.create_rfq()
