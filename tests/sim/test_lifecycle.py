@@ -216,3 +216,26 @@ def test_selling_base_computes_buy_amount_in_quote_currency(client: VenueClient,
     assert row["price"] == "100000.12346" and row["buyAmount"] == "50000.06173"
     assert row["quoteMode"] == "REAL_TIME" and row["rfqMode"] == "REAL_TIME"
     assert row["expireTime"] > 1e12        # milliseconds here, as documented
+
+
+def test_configured_lps_quote_around_the_reference_and_manual_lp_goes_manual(
+        make_sim: Callable[..., Simulator], readers: list[WsReader]) -> None:
+    from rfqbot.sim import LpConfig
+    from tests.sim.helpers import quiet_config
+    lps = [LpConfig("Tight", latency_ms=10, latency_jitter_ms=0, spread_bps="10", noise_bps="0"),
+           LpConfig("Desk", latency_ms=10, latency_jitter_ms=0, manual=True, manual_delay_ms=50,
+                    spread_bps="20", noise_bps="0")]
+    sim = make_sim(quiet_config(lp_configs=lps, reference_tick_s=100000, time_scale=10))
+    client = VenueClient(sim)
+    private = open_private(sim, readers, client.listen_key())
+    reference = sim.reference_price("BTCUSDT")
+    buying = client.create_rfq(buy="BTC", sell="USDT", amount="10000")
+    selling = client.create_rfq(buy="USDT", sell="BTC", amount="1")
+    for rfq_id in (buying, selling):
+        private.topic("rfqUpdates", rfq_id, status="manual-order-confirmation")
+    quotes = {(e["rfq_id"], e["lp"]): Decimal(e["price"]) for e in sim.truth("quote_created")}
+    assert quotes[(buying, "Tight")] == reference * Decimal("1.001")
+    assert quotes[(selling, "Tight")] == reference * Decimal("0.999")
+    assert quotes[(buying, "Desk")] == reference * Decimal("1.002")
+    [manual] = client.json("GET", f"/api/v1/market-place/rfq-active/{buying}")
+    assert Decimal(manual["price"]) == quotes[(buying, "Desk")]
