@@ -225,3 +225,38 @@ def test_yaml_param_error_has_file_key_and_line():
     with pytest.raises(ConfigError) as err:
         load_config_text("strategies:\n  BTC/USDT:\n    - use: reference_band\n      max_bps: lots\n", file="c.yaml")
     assert err.value.key == "strategies.BTC/USDT[0].max_bps" and err.value.line == 4
+
+
+def test_example_user_strategy_through_the_config_loader():
+    settings = load_config_text("""
+strategies:
+  BTC/USDT:
+    - use: strategies.examples.max_spread:MaxSpreadToBest
+      max_gap: 50
+    - use: price_limit
+      limit_price: 70000
+""", file="c.yaml")
+    chain = settings.chains.for_pair("BTC/USDT")
+    assert chain.steps[0].max_gap == D("50")
+    res = chain.decide(DecisionContext(rfq(), (q("a", "69900"), q("b", "69940")), MarketContext(), NOW))
+    assert res.kind == "accept" and res.quote_id == "a"
+    res = chain.decide(DecisionContext(rfq(), (q("a", "69900"), q("b", "69960")), MarketContext(), NOW))
+    assert res.kind == "decline" and "gap 60" in res.reason
+
+
+def test_every_yaml_example_in_the_strategies_readme_section_loads():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "sections" / "strategies.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        load_config_text(block, file="README example")
+    # and the reference table names every built-in
+    from strategies import BUILTINS
+
+    for name, cls in BUILTINS.items():
+        assert f"| `{name}` |" in text, name
+        for param in cls.params:
+            assert f"`{param.name}`" in text, (name, param.name)
