@@ -58,12 +58,14 @@ class Doctor:
     """Runs the checks in order; later checks skip when what they need failed."""
 
     def __init__(self, config_path: str | None = None, *, env: Mapping[str, str] | None = None,
-                 clock: Clock | None = None, stream_timeout_s: float = 10.0,
+                 clock: Clock | None = None, stream_timeout_s: float = 10.0, private_grace_s: float = 1.0,
                  marketplace_factory: Callable[..., Any] | None = None) -> None:
         self.config_path = config_path
         self.env = os.environ if env is None else env
         self.clock: Clock = clock or SystemClock()
         self.stream_timeout_s = stream_timeout_s
+        # The venue closes a private connection on a dead key at once; staying up this long proves it.
+        self.private_grace_s = private_grace_s
         self.checks: list[Check] = []
         self._marketplace_factory = marketplace_factory
         self.settings: Settings | None = None
@@ -286,7 +288,7 @@ class Doctor:
             subscribe=public_subscriptions(cfg.public_topics) if public else (),
             client_ping_interval_s=1.0 if public else None, answer_server_pings=not public,
             stale_after_s=max(self.stream_timeout_s, 2.0), ca_file=profile.ca_file, clock=self.clock,
-            connect_timeout_s=max(profile.connect_timeout_s, 1.0), max_backoff_s=1.0)
+            connect_timeout_s=max(profile.connect_timeout_s, 1.0), max_backoff_s=1.0, poll_interval_s=0.05)
         deadline = self.clock.monotonic() + self.stream_timeout_s
         verdict: tuple[str, str] | None = None
         stream.start()
@@ -303,7 +305,7 @@ class Doctor:
                     # public: a frame (the pong to our first ping) proves the venue talks to us;
                     # private: the venue closes a connection on a dead key at once, so staying up is the proof.
                     if (public and stream.last_frame_ms is not None) or (
-                            not public and self.clock.monotonic() - subscribed_at >= 1.0):
+                            not public and self.clock.monotonic() - subscribed_at >= self.private_grace_s):
                         verdict = ("ok", "connected and subscribed" + (", ping answered" if public else
                                                                        ", stayed up"))
                         break

@@ -40,9 +40,13 @@ def write_config(tmp_path: Path, sim: Simulator, extra: str = "") -> Path:
     return path
 
 
-def tls_sim(**overrides: Any) -> Simulator:
+def tls_sim(files: Path, **overrides: Any) -> Simulator:
+    """A TLS simulator whose CA and ground truth live in ``files`` (a test-owned folder): shared
+    /tmp/rfqbot-sim-* folders were seen removed by other processes on a busy machine."""
+    files.mkdir(parents=True, exist_ok=True)
     base: dict[str, Any] = dict(tls=True, lps=2, background_rfqs_per_min=0, rate_limits=False,
-                                spot_streams=False, seed=5)
+                                spot_streams=False, seed=5, ca_dir=str(files),
+                                ground_truth_path=str(files / "ground-truth.jsonl"))
     base.update(overrides)
     return Simulator(SimConfig(**base)).start()
 
@@ -256,7 +260,7 @@ def test_helpers() -> None:
 def test_daemon_against_simulator_ready_reload_stop(tmp_path: Path, receiver: NotifyReceiver) -> None:
     from rfqbot.daemon import Daemon
 
-    sim = tls_sim()
+    sim = tls_sim(tmp_path / "sim")
     daemon = None
     ops = None
     try:
