@@ -93,12 +93,15 @@ class Faults:
 
     def inject(self, kind: str, stream: str = "public", count: int = 1) -> int:
         """Junk frames now (malformed/truncated/binary/unknown_topic) or duplicate the next
-        ``count`` real frames (duplicate). Returns the number of connections reached."""
+        ``count`` real frames (duplicate). Returns the number of connections reached (for
+        duplicate: ``count``)."""
         return self._run("inject", kind=kind, stream=stream, count=count)
 
     def _do_inject(self, kind: str, stream: str = "public", count: int = 1) -> int:
         if kind not in JUNK_KINDS:
             raise ValueError(f"kind must be one of {JUNK_KINDS}")
+        if int(count) < 1:
+            raise ValueError("count must be >= 1")
         state = self._sim.state
         state.truth.record("fault", action="inject", kind=kind, stream=stream, count=count)
         if kind == "duplicate":
@@ -117,7 +120,8 @@ class Faults:
         reached = 0
         for name in _streams(stream):
             for _ in range(count):
-                reached = state.hub.inject(name, payload, kind)
+                connections = state.hub.inject(name, payload, kind)
+            reached += connections
         return reached
 
     def reorder_updates(self, count: int = 1) -> None:

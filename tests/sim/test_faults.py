@@ -125,7 +125,7 @@ def test_junk_frames_reach_the_client_and_the_venue_goes_on(
         sim: Simulator, client: VenueClient, readers: list[WsReader], kind: str) -> None:
     public = open_public(sim, readers, "rfqs")
     private = open_private(sim, readers, client.listen_key())
-    assert sim.faults.inject(kind, stream="both") == 1
+    assert sim.faults.inject(kind, stream="both") == 2          # one public + one private
     for reader in (public, private):
         opcode, data = reader.next_raw()
         if kind == "binary":
