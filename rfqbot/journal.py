@@ -113,6 +113,24 @@ def _upgrade_v2(conn: sqlite3.Connection) -> None:
     replay_events(conn)
 
 
+def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:
+    """Apply one event's derived-table updates in a savepoint: a projection that fails (a bug,
+    an odd payload) loses that view of the event, never the event, and never stops a replay.
+    Live appends, rebuilds, upgrades and verify all go through here, so they agree."""
+    conn.execute("SAVEPOINT projection")
+    try:
+        for sql, params in project(row):
+            conn.execute(sql, params)
+    except (sqlite3.Error, TypeError, ValueError, KeyError) as exc:
+        conn.execute("ROLLBACK TO projection")
+        conn.execute("RELEASE projection")
+        log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
+                  fix="the event is kept; fix the projection, then run `rfqbot journal rebuild`")
+        return False
+    conn.execute("RELEASE projection")
+    return True
+
+
 def replay_events(conn: sqlite3.Connection) -> int:
     """Empty the derived tables and re-project every event in seq order (caller holds the
     transaction); returns the number of events replayed."""
@@ -121,8 +139,7 @@ def replay_events(conn: sqlite3.Connection) -> int:
     count = 0
     for row in conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload "
                             "FROM events ORDER BY seq").fetchall():
-        for sql, params in project(EventRow(*row[:7], json.loads(row[7]))):
-            conn.execute(sql, params)
+        apply_projection(conn, EventRow(*row[:7], json.loads(row[7])))
         count += 1
     return count
 
@@ -214,16 +231,7 @@ class Journal:
             return seq
 
     def _apply_projection(self, row: EventRow) -> None:
-        """Apply derived-table updates in a savepoint: a projection bug loses a view, never an event."""
-        self._conn.execute("SAVEPOINT projection")
-        try:
-            for sql, params in project(row):
-                self._conn.execute(sql, params)
-        except (sqlite3.Error, TypeError, ValueError, KeyError) as exc:
-            self._conn.execute("ROLLBACK TO projection")
-            log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
-                      fix="run the journal rebuild to regenerate derived tables")
-        self._conn.execute("RELEASE projection")
+        apply_projection(self._conn, row)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

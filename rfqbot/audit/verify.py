@@ -21,8 +21,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from rfqbot.journal import SCHEMA_VERSION, verify_rows
-from rfqbot.projections import DERIVED_TABLES, EventRow, project
+from rfqbot.journal import SCHEMA_VERSION, apply_projection, verify_rows
+from rfqbot.projections import DERIVED_TABLES, EventRow
 
 # The columns that identify a row of each derived table, to name the first bad one.
 _KEYS = {"rfqs": ("rfq_id",), "quotes": ("quote_id",), "transitions": ("seq",), "decisions": ("seq",),
@@ -104,8 +104,7 @@ def _check_derived(conn: sqlite3.Connection) -> list[Check]:
         # Unqualified names resolve to TEMP first, so the projection's SQL fills the shadows.
         for row in conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload "
                                 "FROM main.events ORDER BY seq").fetchall():
-            for sql, params in project(EventRow(*row[:7], json.loads(row[7]))):
-                conn.execute(sql, params)
+            apply_projection(conn, EventRow(*row[:7], json.loads(row[7])))
         return [_compare(conn, table) for table in tables]
     finally:
         for table in tables:
