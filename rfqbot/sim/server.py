@@ -179,11 +179,14 @@ class Simulator:
     def accept_latencies(self) -> list[dict[str, Any]]:
         """For benchmarks: each accept matched with the last bestQuote push before it that
         carried its quote, and the ns between writing that frame and the request arriving."""
-        pushes = [e for e in self.truth("push") if e.get("topic") == "bestQuote"]
+        pushes_by_rfq: dict[str, list[dict[str, Any]]] = {}
+        for push in self.truth("push"):
+            if push.get("topic") == "bestQuote":
+                pushes_by_rfq.setdefault(push["rfq_id"], []).append(push)
         rows = []
         for accept in self.truth("accept_received"):
-            seen = [p for p in pushes if accept.get("quote_id") in p.get("quote_ids", ())
-                    and p["perf_ns"] <= accept["perf_ns"]]
+            seen = [p for p in pushes_by_rfq.get(accept.get("rfq_id") or "", ())
+                    if accept.get("quote_id") in p["quote_ids"] and p["perf_ns"] <= accept["perf_ns"]]
             if seen:
                 rows.append({"rfq_id": accept["rfq_id"], "quote_id": accept["quote_id"],
                              "push_perf_ns": seen[-1]["perf_ns"],

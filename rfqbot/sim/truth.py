@@ -24,6 +24,7 @@ class GroundTruth:
         self._now_ms = now_ms
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
+        self._by_event: dict[str, list[dict[str, Any]]] = {}
         self._file = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - one run per file
         self._seq = 0
 
@@ -33,6 +34,7 @@ class GroundTruth:
             entry = {"seq": self._seq, "event": event, "ts_ms": self._now_ms(),
                      "mono_ns": time.monotonic_ns(), **fields}
             self._events.append(entry)
+            self._by_event.setdefault(event, []).append(entry)
             if not self._file.closed:
                 self._file.write(wirejson.dumps(entry) + "\n")
             return entry
@@ -40,7 +42,8 @@ class GroundTruth:
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         """A copy of the events so far, optionally only those named ``event``."""
         with self._lock:
-            return [dict(e) for e in self._events if event is None or e["event"] == event]
+            chosen = self._events if event is None else self._by_event.get(event, [])
+            return [dict(e) for e in chosen]
 
     def close(self) -> None:
         with self._lock:
