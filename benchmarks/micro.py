@@ -1,0 +1,141 @@
+"""Decision-path micro-benchmark: one ``bestQuote`` frame through decode, strategy chain and
+journal, in-process, no network.
+
+Times each iteration with ``perf_counter_ns`` (the equivalent of pytest-benchmark's pedantic
+mode, without the dependency) and reports percentiles for the whole path and for its parts, so
+a regression can be pinned on decode, decision or journal. The engine is the real one, with
+the real journal (WAL, ``synchronous=FULL``: each accept decision is fsynced before the accept
+would leave); only the REST side is a recorder.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import queue
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rfqbot.clock import SystemClock, VenueClock
+from rfqbot.engine import Engine
+from rfqbot.journal import Journal
+from rfqbot.records import Pair
+from rfqbot.risk import RiskSettings
+from rfqbot.wire import decode_frame
+from strategies import compile_chains
+
+from benchmarks.stats import latency_summary_ms
+
+
+class RecordingActions:
+    """Stands in for ``RestActions``: the micro-benchmark stops where the network starts.
+
+    ``accept`` is called by the engine thread after the decision's transaction committed; it
+    stamps the moment so the caller can time the whole hop.
+    """
+
+    def __init__(self) -> None:
+        self.accepts = 0
+        self.last_ns = 0
+        self.accepted = threading.Event()
+
+    def accept(self, rfq_id: str, quote_id: str) -> None:
+        self.accepts += 1
+        self.last_ns = time.perf_counter_ns()
+        self.accepted.set()
+
+    def decline(self, rfq_id: str, quote_id: str) -> None:
+        pass
+
+    def create_rfq(self, cmd: Any) -> None:
+        pass
+
+
+def best_quote_frame(index: int, now_ms: int) -> str:
+    """A documented-shape bestQuote for RFQ ``index`` with two quotes, both acceptable."""
+    rows = []
+    for rank, (lp, price) in enumerate((("WX", "106050"), ("GSR", "106059")), start=1):
+        rows.append({"id": rank, "inquiryOrderId": f"MPM{index:09d}", "lpName": lp,
+                     "quoteOrderId": f"MPQM{index:09d}{rank}", "direction": 1, "status": 0,
+                     "buyAssetId": "BTC", "buyAmount": "0.0471", "sellAssetId": "USDT", "sellAmount": "5000",
+                     "price": price, "submitTime": now_ms, "dateExpiry": now_ms + 60_000, "expirySeconds": 60,
+                     "remainingTime": 59_000, "inquirySettleType": 2, "quoteSettleType": 1, "rank": rank,
+                     "isBestPrice": rank == 1, "isRecommendPrice": rank == 1})
+    return json.dumps({"topic": "bestQuote", "data": rows}, separators=(",", ":"))
+
+
+def _engine(directory: Path) -> tuple[Engine, Journal, RecordingActions]:
+    clock = SystemClock()
+    pair = Pair("BTC", "USDT", Decimal("0.00001"), Decimal("0.01"), None, None, None, None, "OPENED")
+    journal = Journal(directory / "micro-journal.db", clock)
+    actions = RecordingActions()
+    chains = compile_chains({"BTC/USDT": [{"use": "price_limit", "limit_price": "200000"}]})
+    engine = Engine(journal, chains, RiskSettings(), actions, VenueClock(clock), [pair], min_time_left_ms=2000)
+    return engine, journal, actions
+
+
+def run_micro(iterations: int = 2000, profile_path: Path | None = None) -> dict[str, Any]:
+    """Whole path and parts, ``iterations`` distinct RFQs each; optional cProfile text output.
+
+    The whole path is timed the way the daemon runs it: the frame is decoded on the calling
+    thread (the stream thread's job), put on the queue, and the engine's own ``run`` loop
+    journals, decides, commits and hands the accept over; the clock stops at that hand-over.
+    """
+    with tempfile.TemporaryDirectory(prefix="rfqbot-micro-") as tmp:
+        engine, journal, actions = _engine(Path(tmp))
+        now_ms = int(time.time() * 1000)
+        texts = [best_quote_frame(i, now_ms) for i in range(iterations * 2)]
+        clock = SystemClock()
+        decode_ns, whole_ns = [], []
+        for text in texts[:iterations]:        # decode alone
+            t0 = time.perf_counter_ns()
+            decode_frame("private", text, clock.now_ms())
+            decode_ns.append(time.perf_counter_ns() - t0)
+        events: queue.Queue[Any] = queue.Queue()
+        stop = threading.Event()
+        profiler = cProfile.Profile() if profile_path else None
+
+        def engine_thread() -> None:
+            if profiler:
+                profiler.enable()
+            try:
+                engine.run(events, stop, tick_s=0.25)
+            finally:
+                if profiler:
+                    profiler.disable()
+
+        runner = threading.Thread(target=engine_thread, name="micro-engine", daemon=True)
+        runner.start()
+        try:
+            for text in texts[iterations:]:    # decode + queue + strategy chain + journal commit + hand-over
+                actions.accepted.clear()
+                t0 = time.perf_counter_ns()
+                for event in decode_frame("private", text, clock.now_ms()):
+                    events.put(event)
+                if not actions.accepted.wait(5):
+                    raise RuntimeError("micro-benchmark: the engine did not accept within 5 s")
+                whole_ns.append(actions.last_ns - t0)
+        finally:
+            stop.set()
+            runner.join(5)
+        if profiler and profile_path:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+            profile_path.write_text(out.getvalue(), encoding="utf-8")
+        append_ns = []
+        for i in range(iterations):            # one committed journal append alone (fsync)
+            t0 = time.perf_counter_ns()
+            journal.append("bench.append", source="bench", payload={"i": i, "text": texts[i][:200]})
+            append_ns.append(time.perf_counter_ns() - t0)
+        accepted = actions.accepts
+        journal.close()
+    if accepted != iterations:
+        raise RuntimeError(f"micro-benchmark: expected {iterations} accepts, the engine queued {accepted}")
+    return {"iterations": iterations, "decision_path": latency_summary_ms(whole_ns),
+            "decode_only": latency_summary_ms(decode_ns), "journal_append_commit": latency_summary_ms(append_ns)}
