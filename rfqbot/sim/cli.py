@@ -58,6 +58,7 @@ def config_from_args(args: argparse.Namespace,
         config.lp_configs = None
     if args.no_tls:
         config.tls = False
+    config.truth_in_memory = False   # a foreground venue may run for days: the file is the record
     config.validate()
     return config
 

@@ -100,6 +100,7 @@ class SimConfig:
     api_key_header: str = "X-HK-APIKEY"
     accept_both_key_headers: bool = True   # X-HK-APIKEY and X-APIKEY both appear in the documents
     ground_truth_path: str | None = None
+    truth_in_memory: bool = True           # False: truth() reads the file (long runs)
     ca_dir: str | None = None              # where ca.pem is written (a temp dir if None)
     background_rfqs_per_min: float = 6.0
     background_accept_ratio: float = 0.5

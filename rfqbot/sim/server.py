@@ -248,7 +248,7 @@ class Simulator:
     async def _startup(self, ssl_context: ssl.SSLContext | None) -> None:
         cfg = self.config
         clock = SimClock(cfg.time_scale)
-        truth = GroundTruth(self.ground_truth_path, clock.now_ms)
+        truth = GroundTruth(self.ground_truth_path, clock.now_ms, cfg.truth_in_memory)
         faults = FaultState()
         hub_ref: list[StreamHub] = []
 

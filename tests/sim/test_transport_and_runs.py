@@ -117,6 +117,15 @@ def test_ground_truth_jsonl_has_pushes_and_accept_timing(make_sim: Callable[...,
     assert latency["latency_ns"] == received["perf_ns"] - pushed["perf_ns"] > 0
 
 
+def test_truth_can_live_only_in_the_file(make_sim: Callable[..., Simulator]) -> None:
+    sim = make_sim(truth_in_memory=False)
+    client = VenueClient(sim)
+    rfq_id = client.create_rfq()
+    assert [e["rfq_id"] for e in sim.truth("rfq_created")] == [rfq_id]
+    assert sim.state.truth._events == []
+    assert [e["event"] for e in sim.truth()][:2] == ["sim_started", "rfq_created"]
+
+
 def test_a_taken_port_is_a_clear_start_error(make_sim: Callable[..., Simulator]) -> None:
     first = make_sim()
     with pytest.raises(RuntimeError, match=f"failed to start on 127.0.0.1:{first.port}"):
