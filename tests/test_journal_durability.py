@@ -1,0 +1,124 @@
+"""Durability: a real ``kill -9`` of a writer process loses nothing committed and leaves no half
+event; readers never block the writer; the journal and its WAL files are private (0600)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rfqbot.audit.reader import connect
+from rfqbot.audit.verify import verify_connection
+from rfqbot.clock import FakeClock
+from rfqbot.journal import Journal, open_readonly
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Appends forever: single events and batches of five, each acknowledged on stdout only after
+# its commit returned (the "journal before acting" point). Projections run too (rfq.state).
+WRITER = r"""
+import sys
+import structlog
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+from rfqbot.clock import SystemClock
+from rfqbot.journal import Journal
+j = Journal(sys.argv[1], SystemClock())
+n = 0
+while True:
+    n += 1
+    if n % 3 == 0:
+        with j.batch():
+            for i in range(5):
+                seq = j.append("test.batch", source="t", rfq_id=f"R{n}", payload={"batch": n, "i": i,
+                               "rfq_state": {"rfq_id": f"R{n}", "status": "new", "own": True, "sell_amount": "1.5"}})
+    else:
+        seq = j.append("test.single", source="t", payload={"n": n, "price": "106000.125"})
+    print(seq, flush=True)
+"""
+
+
+@pytest.mark.parametrize("acks_before_kill", [1, 40, 150])
+def test_kill_9_loses_nothing_committed_and_leaves_no_half_event(tmp_path: Path, acks_before_kill: int) -> None:
+    path = tmp_path / "crash.db"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    acked: list[int] = []
+    try:
+        assert proc.stdout is not None
+        while len(acked) < acks_before_kill:
+            line = proc.stdout.readline()
+            assert line, "writer died before it was killed"
+            acked.append(int(line))
+        os.kill(proc.pid, signal.SIGKILL)  # mid-loop: the writer keeps appending until this lands
+        acked.extend(int(line) for line in proc.stdout.read().split())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    conn = connect(path, upgrade=False)
+    try:
+        last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+        assert last >= max(acked)  # every acknowledged commit survived
+        report = verify_connection(conn, str(path))
+        assert report.ok, [c.detail for c in report.checks if not c.ok]
+        batches = Counter(r[0] for r in conn.execute(
+            "SELECT json_extract(payload, '$.batch') FROM events WHERE kind = 'test.batch'"))
+        assert set(batches.values()) <= {5}  # a batch is all there or not at all
+        assert len(batches) >= len(acked) // 3  # every third acknowledgement was a batch
+        assert conn.execute("SELECT COUNT(*) FROM rfqs").fetchone()[0] == len(batches)
+    finally:
+        conn.close()
+    # and the daemon would carry on from there
+    journal = Journal(path, FakeClock())
+    try:
+        assert journal.append("after.crash", source="t", payload={}) == last + 1
+        assert journal.verify_chain() is None
+    finally:
+        journal.close()
+
+
+def test_a_reader_in_a_long_read_does_not_block_the_writer(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", FakeClock(), busy_timeout_ms=50)
+    try:
+        journal.append("note", source="t", payload={})
+        reader = open_readonly(journal.path)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1  # snapshot taken
+        for _ in range(3):
+            journal.append("note", source="t", payload={})  # would raise "database is locked" if blocked
+        assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1  # still its snapshot
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 4
+        reader.close()
+    finally:
+        journal.close()
+
+
+def test_journal_and_wal_files_are_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path / "j.db", FakeClock())
+        journal.append("note", source="t", payload={})
+        for suffix in ("", "-wal", "-shm"):
+            assert stat.S_IMODE(os.stat(str(journal.path) + suffix).st_mode) == 0o600, suffix
+        journal.close()
+    finally:
+        os.umask(old)
+
+
+def test_durability_pragmas(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    try:
+        conn = sqlite3.connect(journal.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
+        conn.close()
+        assert journal.query("PRAGMA synchronous") == [{"synchronous": 2}]  # FULL: fsync per commit
+    finally:
+        journal.close()
