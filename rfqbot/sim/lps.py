@@ -126,6 +126,7 @@ class BackgroundTraffic:
                 "rfqMode": "real-time" if self._rng.random() < 0.7 else "delayed",
                 "expireSec": "600"}
             owner = f"background-{self._rng.randint(1, 5)}"
+            self.market.unqueried_owners.add(owner)
             rfq = self.market.create_rfq(owner, params)
             self.created += 1
             if self._rng.random() < self.config.background_accept_ratio:

@@ -96,6 +96,7 @@ class Market:
         self._id_base = rng.randrange(700_000_000_000_000_000, 800_000_000_000_000_000)
         self._next_id = 0
         self._quote_seq = 0
+        self.unqueried_owners: set[str] = set()   # background accounts: no history kept
         self.on_rfq_new: list[Callable[[Rfq], None]] = []      # LPs listen here
         self.on_quote_expired: list[Callable[[Rfq, Quote], None]] = []
         self.on_best_quote: list[Callable[[Rfq, list[Quote]], None]] = []
@@ -363,6 +364,16 @@ class Market:
         previous = rfq.status
         rfq.status = status
         self._status_changed(rfq, previous, quote)
+        if status in FINAL_STATUSES:
+            self._forget(rfq)
+
+    def _forget(self, rfq: Rfq) -> None:
+        """A final RFQ keeps only what history shows, so a venue running for days stays small:
+        its accepted quote, and nothing at all for accounts nobody can query."""
+        rfq.quotes = [rfq.accepted] if rfq.accepted else []
+        rfq.manual_quote = None
+        if rfq.owner in self.unqueried_owners:
+            self.rfqs.pop(rfq.rfq_id, None)
 
     def _status_changed(self, rfq: Rfq, previous: str | None, quote: Quote | None = None) -> None:
         shown = quote or rfq.accepted

@@ -239,3 +239,21 @@ def test_configured_lps_quote_around_the_reference_and_manual_lp_goes_manual(
     assert quotes[(buying, "Desk")] == reference * Decimal("1.002")
     [manual] = client.json("GET", f"/api/v1/market-place/rfq-active/{buying}")
     assert Decimal(manual["price"]) == quotes[(buying, "Desk")]
+
+
+def test_final_rfqs_shed_quotes_and_background_ones_are_forgotten(
+        make_sim: Callable[..., Simulator], readers: list[WsReader]) -> None:
+    sim = make_sim(lps=3, background_rfqs_per_min=120, background_accept_ratio=1.0,
+                   time_scale=30)
+    client = VenueClient(sim)
+    private = open_private(sim, readers, client.listen_key())
+    rfq_id = client.create_rfq()
+    best = private.topic("bestQuote", rfq_id, timeout=3)["data"]
+    client.accept(rfq_id, best[0]["quoteOrderId"])
+    private.topic("rfqUpdates", rfq_id, status="successful", timeout=3)
+    wait_until(lambda: any(e["to"] == "successful" and e["owner"] != "sim-account"
+                           for e in sim.truth("status_change")), 5, "a background settlement")
+    kept = sim.call(lambda: {r.rfq_id: len(r.quotes) for r in sim.state.market.rfqs.values()
+                             if r.status == "successful"})
+    assert kept == {rfq_id: 1}
+    assert client.history(rfqId=rfq_id)[0]["quoteId"] == best[0]["quoteOrderId"]
