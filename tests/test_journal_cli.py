@@ -440,3 +440,23 @@ def test_reading_an_old_journal_upgrades_it_in_place(tmp_path: Path, capsys) -> 
                                                       "MP700000000000000021"}
     code, out, _ = run(capsys, "journal", "verify", "--journal", str(path))
     assert code == 0 and "derived: reference_prices" in out
+
+
+# --- the README's sqlite-utils examples -----------------------------------------------------------
+
+def test_readme_sqlite_utils_examples_run(journal_copy: Path) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections" / "journal.md").read_text()
+    commands = [line for line in doc.splitlines() if line.startswith("sqlite-utils ")]
+    filled = next(r for r in _own_rfqs(journal_copy) if r["status"] == "successful")
+    tool = Path(sys.executable).with_name("sqlite-utils")
+    assert len(commands) >= 4 and tool.exists()
+    for command in commands:
+        argv = shlex.split(command.replace("MP719174027490602511", filled["rfq_id"]))
+        argv = [str(tool)] + [str(journal_copy) if a == "journal.db" else a for a in argv[1:]]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.strip() not in ("", "[]"), command
