@@ -133,9 +133,15 @@ class Doctor:
         path = Path(self.settings.journal.path)
         folder = path.parent
         if not folder.is_dir():
-            self.add("journal", "fail", f"the journal's folder {folder} does not exist",
-                     "under systemd StateDirectory=rfqbot creates /var/lib/rfqbot; otherwise mkdir it and give "
-                     "it to the service user")
+            # The daemon creates missing folders (and systemd's StateDirectory= does at start):
+            # fine as long as the nearest existing ancestor lets us.
+            ancestor = next((p for p in folder.parents if p.exists()), Path("/"))
+            if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
+                self.add("journal", "ok", f"{folder} does not exist yet; it is created at first start")
+            else:
+                self.add("journal", "fail", f"the journal's folder {folder} does not exist and {ancestor} does not "
+                         "let this user create it", "under systemd StateDirectory=rfqbot creates /var/lib/rfqbot; "
+                         "otherwise mkdir it and chown it to the service user")
             return
         try:
             fd, probe = tempfile.mkstemp(prefix=".rfqbot-doctor-", dir=str(folder))

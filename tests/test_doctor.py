@@ -15,7 +15,7 @@ from rfqbot.clock import SystemClock
 from rfqbot.doctor import Check, Doctor, run_doctor
 from rfqbot.journal import Journal
 from rfqbot.sim import Simulator
-from tests.test_service import tls_sim, write_config
+from tests.test_service import sim_config_text, tls_sim, write_config
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,15 @@ def test_journal_missing_folder_and_broken_chain(sim: Simulator, tmp_path: Path)
     config = write_config(tmp_path, sim)
     env = {"CREDENTIALS_DIRECTORY": str(cred_dir(tmp_path, sim.api_key, sim.api_secret))}
     check = local_checks(config, env)["journal"]
+    assert check.status == "ok" and "created at first start" in check.detail  # the daemon makes the folder
+
+    blocked = tmp_path / "blocked.yaml"  # a folder under a regular file can never be created
+    (tmp_path / "a-file").write_text("")
+    blocked.write_text(sim_config_text(sim, tmp_path / "a-file" / "state" / "journal.db"))
+    check = local_checks(blocked, env)["journal"]
     assert check.status == "fail" and "does not exist" in check.detail and "StateDirectory" in check.fix
+
+    (tmp_path / "state").mkdir()
 
     journal = Journal(tmp_path / "state" / "journal.db", SystemClock())
     for i in range(3):
