@@ -48,9 +48,9 @@ class DecisionHandlers:
 
     def _on_quotes(self, rfq_id: str, quotes: tuple[Quote, ...], received_ms: int, trigger: str) -> None:
         rfq = self._rfq(rfq_id)  # private-stream RFQs are own, also ones created elsewhere
-        first = quotes[0]
-        rfq.learn(buy_ccy=first.buy_ccy, sell_ccy=first.sell_ccy)
-        rfq.resolve_pair(self.pairs.values())
+        if quotes:  # an empty set (every quote withdrawn) still replaces the last one
+            rfq.learn(buy_ccy=quotes[0].buy_ccy, sell_ccy=quotes[0].sell_ccy)
+            rfq.resolve_pair(self.pairs.values())
         rfq.last_quotes, rfq.last_quotes_ms = quotes, received_ms
         rfq.wait_until_ms = None
         skip = self._skip_reason(rfq)

@@ -7,6 +7,7 @@ strategies' market context, not authority over the account's RFQs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -40,10 +41,14 @@ class PassiveHandlers:
                                                     "own": ev.rfq.rfq_id in self.rfqs}, rfq_id=ev.rfq.rfq_id)
 
     def _on_public_quote(self, ev: PublicQuote) -> None:
-        self.market.on_public_quote(ev.quote)
+        # The venue's quotesCreated frame has no creation time: such a quote is aged from when it
+        # reached the engine (venue clock), journaled as the row's venue_ms so replay ages it alike.
+        seen_ms = self.venue_clock.now_ms()
+        quote = ev.quote if ev.quote.submitted_ms is not None else replace(ev.quote, submitted_ms=seen_ms)
+        self.market.on_public_quote(quote)
         self._record(kinds.KIND_PUBLIC_QUOTE, "public", {"quote": ev.quote, "raw": ev.raw,
                                                          "received_ms": ev.received_ms},
-                     rfq_id=ev.quote.rfq_id, quote_id=ev.quote.quote_id)
+                     rfq_id=ev.quote.rfq_id, quote_id=ev.quote.quote_id, venue_ms=seen_ms)
 
     def _on_spot(self, ev: SpotTick) -> None:
         at_ms = ev.venue_ms if ev.venue_ms is not None else self.venue_clock.now_ms()

@@ -164,6 +164,8 @@ class Replayer:
         elif kind == "frame.public_quote":
             quote = quote_of(p.get("quote"))
             if quote is not None:
+                if quote.submitted_ms is None:  # aged from arrival, as the engine did
+                    quote = replace(quote, submitted_ms=self._venue_time(row))
                 self.market.on_public_quote(quote)
         elif kind == "risk.kill_switch":
             self.kill = (p.get("engaged") is True, p.get("file") or self.risk.kill_switch_file)

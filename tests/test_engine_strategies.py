@@ -107,3 +107,25 @@ def test_kill_switch_refuses_creations_and_is_journaled(tmp_path):
     assert json.loads(blocked[0]["payload"])["blocked_by"] == "kill_switch_file"
     assert len(h.rows("SELECT seq FROM events WHERE kind = 'risk.kill_switch'")) == 1
     h.journal.close()
+
+
+def test_public_quotes_without_submit_time_are_aged_from_arrival(tmp_path):
+    step = {"use": "reference_band", "max_bps": "50", "source": "public_quotes", "min_quotes": 2,
+            "max_age_ms": 1000}
+    h = Harness(tmp_path, chains=chains(step))
+    for i, price in enumerate(("99", "101")):  # the venue's quotesCreated frame has no creation time
+        h.engine.handle(PublicQuote(h.now, Quote(f"P{i}", f"OTHER{i}", D(price), buy_ccy="BTC", sell_ccy="USDT"), "{}"))
+    row = h.rows("SELECT venue_ms, payload FROM events WHERE kind = 'frame.public_quote'")[0]
+    assert row["venue_ms"] == h.now and json.loads(row["payload"])["quote"]["submitted_ms"] is None
+    h.clock.advance(0.5)
+    h.best(h.quote("Q1", "100.2", 1))
+    assert h.actions.accepts == [("accept", "R1", "Q1")]
+    h.clock.advance(1)
+    h.best(h.quote("Q2", "100.2", 1, rfq="R2"), rfq="R2")
+    assert h.actions.accepts == [("accept", "R1", "Q1")] and "public quotes" in h.decisions()[-1]["reason"]
+    h.journal.close()
+
+    from rfqbot.replay import replay_journal
+
+    report = replay_journal(h.path, chains(step), RiskSettings(), min_time_left_ms=1000)
+    assert [(r.rfq_id, r.now.action) for r in report.rfqs] == [("R1", "accept"), ("R2", "none")]

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
 
 from rfqbot.cli import main
 from rfqbot.clock import FakeClock, VenueClock
@@ -71,6 +72,13 @@ risk:
   max_accepts_per_minute: 100
   max_open_rfqs: 100
 """
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """The CLI configures structlog onto pytest's captured stream; later tests must not log into it."""
+    yield
+    structlog.reset_defaults()
 
 
 def config_file(tmp: Path, body: str, name: str = "replay.yaml") -> Path:
