@@ -19,6 +19,10 @@ class SimClock:
         """Server time in integer Unix ms, skew included (what /api/v1/time answers)."""
         return time.time_ns() // 1_000_000 + self.skew_ms
 
+    def mono_ms(self) -> int:
+        """Monotonic ms for the venue's own deadlines: skew changes must not expire quotes."""
+        return time.monotonic_ns() // 1_000_000
+
     def real_s(self, nominal_s: float) -> float:
         """How many real seconds a nominal venue duration lasts at the current scale."""
         return nominal_s / self.time_scale

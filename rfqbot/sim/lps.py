@@ -57,26 +57,31 @@ class LiquidityProviders:
         market.on_rfq_new.append(self._on_rfq)
         market.on_quote_expired.append(self._on_quote_expired)
 
-    def price_for(self, rfq: Rfq, lp: LpConfig) -> Decimal:
-        bps = Decimal(lp.spread_bps) + _uniform_bps(self._rng, Decimal(lp.noise_bps))
+    def price_for(self, rfq: Rfq, lp: LpConfig, noise_bps: Decimal | None = None) -> Decimal:
+        if noise_bps is None:
+            noise_bps = _uniform_bps(self._rng, Decimal(lp.noise_bps))
+        bps = Decimal(lp.spread_bps) + noise_bps
         ref = self.refs.of(rfq.pair)
         return ref * (1 + bps / BPS) if rfq.buys_base else ref * (1 - bps / BPS)
 
     def _on_rfq(self, rfq: Rfq) -> None:
+        """Draw every LP's latency and noise now, in LP order, so the n-th RFQ gets the same
+        draws whatever the timing of other RFQs' quotes."""
         for lp in self.lps:
             jitter = self._rng.randint(-lp.latency_jitter_ms, lp.latency_jitter_ms)
+            noise = _uniform_bps(self._rng, Decimal(lp.noise_bps))
             delay_s = max(1, lp.latency_ms + jitter) / 1000
-            self.later(self.market.clock.real_s(delay_s), self._quote_action(rfq, lp))
+            self.later(self.market.clock.real_s(delay_s), self._quote_action(rfq, lp, noise))
 
-    def _quote_action(self, rfq: Rfq, lp: LpConfig) -> Callable[[], None]:
+    def _quote_action(self, rfq: Rfq, lp: LpConfig, noise: Decimal) -> Callable[[], None]:
         def act() -> None:
+            price = self.price_for(rfq, lp, noise)
             if lp.manual:
-                self.market.start_manual(rfq, lp.name, self.price_for(rfq, lp), lp.mode,
-                                         lp.manual_delay_ms / 1000, lp.quote_lifetime_s,
-                                         lp.confirm_ms / 1000)
+                self.market.start_manual(rfq, lp.name, price, lp.mode, lp.manual_delay_ms / 1000,
+                                         lp.quote_lifetime_s, lp.confirm_ms / 1000)
             else:
-                self.market.add_quote(rfq, lp.name, self.price_for(rfq, lp), lp.mode,
-                                      lp.quote_lifetime_s, lp.confirm_ms / 1000)
+                self.market.add_quote(rfq, lp.name, price, lp.mode, lp.quote_lifetime_s,
+                                      lp.confirm_ms / 1000)
         return act
 
     def _on_quote_expired(self, rfq: Rfq, quote: Quote) -> None:

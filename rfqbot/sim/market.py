@@ -50,8 +50,13 @@ class Quote:
     expire_ms: int
     lifetime_s: float
     confirm_s: float
+    expire_mono: int               # deadline on the monotonic clock (expire_ms is for the wire)
     manual: bool = False
     superseded: bool = False
+    expired: bool = False          # set by the expiry timer, so the set change is never missed
+
+    def live(self, now_mono: int) -> bool:
+        return not (self.superseded or self.expired) and self.expire_mono > now_mono
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Rfq:
     mode: str
     created_ms: int
     expire_ms: int
+    expire_mono: int
     status: str = "new"
     quotes: list[Quote] = field(default_factory=list)
     accepted: Quote | None = None
@@ -162,7 +168,8 @@ class Market:
         rfq = Rfq(rfq_id=rfq_id, cl_order_id=cl_id or rfq_id, owner=owner, pair=pair,
                   buy_ccy=params["buyCcy"], sell_ccy=params["sellCcy"], sell_amount=amount,
                   mode=mode, created_ms=now,
-                  expire_ms=now + self.clock.real_ms(int(expire_text)))
+                  expire_ms=now + self.clock.real_ms(int(expire_text)),
+                  expire_mono=self.clock.mono_ms() + self.clock.real_ms(int(expire_text)))
         self.rfqs[rfq_id] = rfq
         if cl_id:
             self._by_cl_id[(owner, cl_id)] = rfq_id
@@ -171,7 +178,7 @@ class Market:
                           expire_ms=rfq.expire_ms, cl_order_id=rfq.cl_order_id)
         self._status_changed(rfq, None)
         self.later(self.clock.real_s(self.config.bestquote_window_s), lambda: self._window_end(rfq))
-        self.later((rfq.expire_ms - now) / 1000, lambda: self._rfq_expiry(rfq))
+        self.later(self.clock.real_s(int(expire_text)), lambda: self._rfq_expiry(rfq))
         for listener in self.on_rfq_new:
             listener(rfq)
         return rfq
@@ -183,7 +190,10 @@ class Market:
         if rfq.status not in OPEN_STATUSES:
             return None
         pair = rfq.pair
-        price = price.quantize(Decimal(pair.quote_precision))
+        try:
+            price = price.quantize(Decimal(pair.quote_precision))
+        except InvalidOperation:
+            return None           # a price with more digits than the venue can hold
         if price <= 0:
             return None
         if rfq.buys_base:
@@ -201,7 +211,8 @@ class Market:
                       lp_name=lp_name, price=price, buy_amount=buy_amount,
                       sell_amount=rfq.sell_amount, mode=mode, submit_ms=now,
                       expire_ms=now + self.clock.real_ms(lifetime_s), lifetime_s=lifetime_s,
-                      confirm_s=confirm_s, manual=manual)
+                      confirm_s=confirm_s, manual=manual,
+                      expire_mono=self.clock.mono_ms() + self.clock.real_ms(lifetime_s))
         rfq.quotes.append(quote)
         self.truth.record("quote_created", rfq_id=rfq.rfq_id, quote_id=quote.quote_id,
                           lp=lp_name, price=str(price), buy_amount=str(buy_amount),
@@ -216,12 +227,12 @@ class Market:
 
     def valid_quotes(self, rfq: Rfq) -> list[Quote]:
         """Latest unexpired quote per LP, ranked: mode match > price > quote time."""
-        now = self.clock.now_ms()
+        now = self.clock.mono_ms()
         if rfq.status == "manual-order-confirmation" and rfq.manual_quote:
             candidates = [rfq.manual_quote]
         else:
             candidates = [q for q in rfq.quotes if not q.manual]
-        live = [q for q in candidates if not q.superseded and q.expire_ms > now]
+        live = [q for q in candidates if q.live(now)]
         sign = 1 if rfq.buys_base else -1
         return sorted(live, key=lambda q: (q.mode != rfq.mode, sign * q.price, q.submit_ms, q.seq))
 
@@ -251,6 +262,7 @@ class Market:
             listener(rfq, ranked)
 
     def _quote_expiry(self, rfq: Rfq, quote: Quote) -> None:
+        quote.expired = True
         if rfq.status == "accepted" and rfq.accepted is quote:
             self.truth.record("accepted_quote_expired", rfq_id=rfq.rfq_id, quote_id=quote.quote_id)
             rfq.accepted = None
@@ -264,7 +276,7 @@ class Market:
             listener(rfq, quote)
 
     def _back_to_new(self, rfq: Rfq) -> None:
-        if self.clock.now_ms() >= rfq.expire_ms:
+        if self.clock.mono_ms() >= rfq.expire_mono:
             self._set_status(rfq, "expired")
             return
         rfq.last_best = ()
@@ -312,7 +324,7 @@ class Market:
             allowed = rfq.status == "new"
         if not allowed:
             raise err.illegal("rfqId", f"RFQ is {rfq.status}; only a new RFQ accepts a quote")
-        if quote.superseded or quote.expire_ms <= self.clock.now_ms():
+        if not quote.live(self.clock.mono_ms()):
             raise err.quote_expired()
         rfq.accepted = quote
         self._set_status(rfq, "accepted", quote)
@@ -323,7 +335,7 @@ class Market:
     def _lp_confirms(self, rfq: Rfq, quote: Quote) -> None:
         if rfq.status != "accepted" or rfq.accepted is not quote:
             return
-        if quote.expire_ms <= self.clock.now_ms():
+        if not quote.live(self.clock.mono_ms()) and not quote.superseded:
             self._quote_expiry(rfq, quote)
             return
         self._set_status(rfq, "processing", quote)

@@ -187,3 +187,14 @@ def test_control_endpoint_runs_the_same_faults(sim: Simulator, client: VenueClie
     assert bad_args.status_code == 400
     assert client.session.post(url, data="not json").status_code == 400
     assert sim.control("clock_skew", ms=0) is None
+
+
+def test_clock_skew_mid_run_does_not_expire_quotes(sim: Simulator, client: VenueClient) -> None:
+    rfq_id = client.create_rfq()
+    quote_id = sim.faults.quote(rfq_id, "100000", lifetime_s=60)
+    sim.faults.clock_skew(120_000)             # the server clock jumps two minutes ahead
+    server = client.session.get(sim.rest_url + "/api/v1/time").json()["serverTime"]
+    response = client.call("POST", "/api/v1/market-place/accept-quote",
+                           {"rfqId": rfq_id, "quoteId": quote_id, "action": "accept"},
+                           timestamp=server)
+    assert response.status_code == 200 and response.json()["status"] == "accepted"

@@ -69,8 +69,10 @@ def _run_once(seed: int) -> tuple:
                        rate_limits=False, time_scale=20, reference_tick_s=100000)
     with Simulator(config) as sim:
         client = VenueClient(sim)
-        rfq_ids = [client.create_rfq(amount=str(1000 * (i + 1))) for i in range(2)]
-        for rfq_id in rfq_ids:
+        rfq_ids = []
+        for amount in ("1000", "2000"):      # the same sequence of operations in each run
+            rfq_id = client.create_rfq(amount=amount)
+            rfq_ids.append(rfq_id)
             deadline = time.monotonic() + 3
             while len(client.json("GET", f"/api/v1/market-place/rfq-active/{rfq_id}")) < 3:
                 assert time.monotonic() < deadline
