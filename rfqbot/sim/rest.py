@@ -221,6 +221,7 @@ class RestApi:
             if not isinstance(command, dict) or not isinstance(command.get("action"), str):
                 raise ValueError('send a JSON object with an "action" string')
             result = await self.control(command)
-        except (ValueError, TypeError, KeyError) as exc:
-            return json_response({"ok": False, "error": str(exc)}, status=400)
+        except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+            return json_response({"ok": False, "error": f"{type(exc).__name__}: {exc}"},
+                                 status=400)
         return json_response({"ok": True, "result": result})

@@ -62,3 +62,17 @@ def test_bad_control_price_is_a_400(sim: Simulator, client: VenueClient) -> None
     answer = client.session.post(sim.rest_url + "/sim/control",
                                  json={"action": "quote", "rfq_id": rfq_id, "price": "cheap"})
     assert answer.status_code == 400 and "positive decimal" in answer.json()["error"]
+
+
+def test_control_rejects_bad_arguments_without_breaking(sim: Simulator,
+                                                        client: VenueClient) -> None:
+    url = sim.rest_url + "/sim/control"
+    for command in ({"action": "delay", "seconds": "slow"}, {"action": "clock_skew", "ms": "x"},
+                    {"action": "close_stream", "stream": "sideways"},
+                    {"action": "quote", "rfq_id": "MP404", "price": "1"},
+                    {"action": "time_scale", "factor": 0}, {"action": 7}, ["not", "a", "dict"]):
+        answer = client.session.post(url, json=command)
+        assert answer.status_code == 400, command
+        assert answer.json()["ok"] is False
+    assert client.session.post(url, json={"action": "clear"}).json() == {"ok": True,
+                                                                         "result": None}
