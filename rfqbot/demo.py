@@ -8,9 +8,10 @@ seconds. What it prints lives in ``rfqbot/cli/run_cmds.py``; this module only bu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rfqbot.config import Settings, load_config_text
 from rfqbot.credentials import Credentials
@@ -88,6 +89,23 @@ def demo_settings(sim: Any, journal_path: str | Path, log_level: str = "warning"
     register_secret(sim.api_key)
     register_secret(sim.api_secret)
     return DemoVenue(settings, Credentials(sim.api_key, sim.api_secret, source="simulator"))
+
+
+def first_rfqs_soon(daemon: Any, stagger_s: float = 1.0) -> Callable[[str, dict[str, Any]], None]:
+    """A daemon listener that brings each scheduled RFQ's first run forward to just after start.
+
+    An ``every: 6s`` entry first fires one interval after start; a short demo (``--duration 5``)
+    would then show nothing at all. Later runs keep their interval from the first one.
+    """
+    def on_stage(stage: str, _details: dict[str, Any]) -> None:
+        scheduler = getattr(daemon, "scheduler", None)
+        if stage != "started" or scheduler is None:
+            return
+        now = datetime.now(timezone.utc)
+        for index, job_id in enumerate(j for j in scheduler.job_ids() if j.startswith("rfq_")):
+            scheduler.aps.modify_job(job_id, next_run_time=now + timedelta(seconds=0.5 + stagger_s * index))
+
+    return on_stage
 
 
 @dataclass(frozen=True)

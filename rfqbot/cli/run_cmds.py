@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from rfqbot.daemon import Daemon, serve
-    from rfqbot.demo import demo_settings, summarise
+    from rfqbot.demo import demo_settings, first_rfqs_soon, summarise
     from rfqbot.sim import SimConfig, Simulator
 
     level = "info" if getattr(args, "verbose", False) else "warning"
@@ -65,7 +65,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "buy USDC at <= 0.9990 USD (never, on this market)")
         duration = None if args.duration == 0 else args.duration
         printer.say("running " + ("until Ctrl-C" if duration is None else f"for {duration:g} s") + " ...")
-        serve(Daemon(venue.settings, venue.credentials, observers=(printer,)), duration_s=duration)
+        daemon = Daemon(venue.settings, venue.credentials, observers=(printer,))
+        daemon.add_listener(first_rfqs_soon(daemon))
+        serve(daemon, duration_s=duration)
     finally:
         sim.stop()
     summary = summarise(journal)

@@ -6,6 +6,7 @@ Kept apart from conftest.py so tests can import them by name.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -80,7 +81,12 @@ class JournalView:
             return []
         conn = open_readonly(self.path)
         try:
-            cursor = conn.execute(sql, args)
+            try:
+                cursor = conn.execute(sql, args)
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # a journal being created right now
+                    return []
+                raise
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         finally:
