@@ -115,6 +115,8 @@ class StreamHub:
                 self._deliver(conn, text, {"topic": topic, "rfq_id": rfq_id})
 
     def private(self, owner: str, topic: str, frame: dict[str, Any], rfq_id: str) -> None:
+        if not any(conn.owner == owner for conn in self.private_conns):
+            return      # nobody listening (background accounts, or the taker between streams)
         meta: dict[str, Any] = {"topic": topic, "rfq_id": rfq_id, "owner": owner}
         if topic == "bestQuote":
             meta["quote_ids"] = [row["quoteOrderId"] for row in frame["data"]]
