@@ -35,7 +35,8 @@ def test_private_stream_dropped_mid_rfq_reconnects_reconciles_and_continues(
         make_sim: Callable[..., Simulator], settings_for: Callable[..., Any],
         start_daemon: Callable[..., Any]) -> None:
     sim = make_sim(**SLOW_WINDOW)
-    run = start_daemon(settings_for(sim, strategies=BTC_LIMIT), sim)
+    # No periodic round within the test: only the reconnect itself may trigger reconciliation.
+    run = start_daemon(settings_for(sim, strategies=BTC_LIMIT, reconcile={"every_s": 120}), sim)
     rfq_id = create_rfq(run)
     wait_for(lambda: sessions_in(run, "private", "subscribed"), 5, "the private stream")
     assert sim.faults.close_stream("private", abrupt=True) == 1
