@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import requests
 import structlog
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from rfqbot.backoff import Backoff
@@ -64,6 +65,14 @@ class _CaAddingAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+class _SendFailed(Exception):
+    """The request may or may not have reached the venue (no usable answer came back)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Retry(Exception):
     """A query attempt failed in a way that may pass on retry."""
 
@@ -98,6 +107,11 @@ class RestClient:
                                 if profile.ca_file else HTTPAdapter(pool_connections=1, pool_maxsize=8))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        # Built once for the lean order path (see _send_lean).
+        self._pool_probe = requests.Request("POST", self._base + "/").prepare()
+        self._lean_headers = {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
+                              "Accept": "*/*", "Connection": "keep-alive"}
+        self._lean_timeout = urllib3.Timeout(connect=profile.connect_timeout_s, read=profile.read_timeout_s)
 
     def close(self) -> None:
         self.session.close()
@@ -144,18 +158,59 @@ class RestClient:
     def _send_once(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind) -> Any:
         self.gate.before_send(kind, path)
         prepared = self.prepare(method, path, items, signed)
-        url = self._base + path + (f"?{prepared.query}" if prepared.query else "")
+        target = path + (f"?{prepared.query}" if prepared.query else "")
         report = _CallReport(self, method, path, items, kind)
         try:
-            response = self.session.request(method, url, data=prepared.body, headers=prepared.headers,
-                                            timeout=self._timeout, verify=True, allow_redirects=False)
+            # Order-type calls (accept above all) take the lean path: same pool, same TLS
+            # policy, none of requests' per-call work. Everything else stays on requests.
+            send = self._send_lean if kind == "order" else self._send_requests
+            status, text, retry_after = send(method, target, prepared)
+        except _SendFailed as exc:
+            return report.failed(None, None, exc.reason)
+        return self._answer(path, kind, report, status, text, retry_after)
+
+    def _send_requests(self, method: str, target: str, prepared: SignedRequest) -> tuple[int, str, str | None]:
+        try:
+            response = self.session.request(method, self._base + target, data=prepared.body,
+                                            headers=prepared.headers, timeout=self._timeout, verify=True,
+                                            allow_redirects=False)
         except requests.RequestException as exc:
-            reason = f"{type(exc).__name__}: request failed ({_short(exc)})"
-            return report.failed(None, None, reason)
-        status = response.status_code
-        text = response.text
+            raise _SendFailed(f"{type(exc).__name__}: request failed ({_short(exc)})") from None
+        return response.status_code, response.text, response.headers.get("Retry-After")
+
+    def _send_lean(self, method: str, target: str, prepared: SignedRequest) -> tuple[int, str, str | None]:
+        """One request straight on the urllib3 pool that requests itself uses for this venue.
+
+        Measured on TLS loopback against the simulator (benchmarks/, one warm connection):
+        ``requests.Session.request`` 0.55 ms p50 per round trip, the same call on its urllib3
+        pool 0.27 ms, a bare ``http.client`` 0.20 ms. The pool keeps connection reuse, the
+        adapter's TLS verification (system/certifi CAs, ``ca_file``) and thread safety, and
+        skips requests' per-call work (settings merging, hooks, cookies, request preparation).
+        No retries and no redirects, as on the requests path: an order is sent at most once.
+        """
+        try:
+            pool = self._order_pool()
+            response = pool.urlopen(method, target, body=prepared.body, headers={**self._lean_headers, **prepared.headers},
+                                    retries=False, redirect=False, timeout=self._lean_timeout, assert_same_host=False,
+                                    preload_content=True)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            raise _SendFailed(f"{type(exc).__name__}: request failed ({_short(exc)})") from None
+        return response.status, _body_text(response.data, response.headers.get("Content-Type")), \
+            response.headers.get("Retry-After")
+
+    def _order_pool(self) -> urllib3.HTTPConnectionPool:
+        """requests' own pool for the venue (same key, so the same TLS settings and connections)."""
+        adapter = self.session.get_adapter(self._base)
+        with_tls = getattr(adapter, "get_connection_with_tls_context", None)
+        if with_tls is None:  # requests < 2.32.2: the older (deprecated there) lookup
+            return adapter.get_connection(self._base + "/")  # type: ignore[attr-defined,no-any-return]
+        return with_tls(self._pool_probe, verify=True)  # type: ignore[no-any-return]
+
+    def _answer(self, path: str, kind: CallKind, report: _CallReport, status: int, text: str,
+                retry_after: str | None) -> Any:
+        """Turn one HTTP answer into a result or the right error (the same for both transports)."""
         if status == 429:
-            pause = _retry_after(response.headers.get("Retry-After"))
+            pause = _retry_after(retry_after)
             self.gate.pause(pause)
             report.done(status, venue_code(_parse(text)), "error", f"rate limited; pausing {pause:.0f} s")
             raise RateLimited(pause, path)
@@ -222,6 +277,17 @@ def _parse(text: str) -> Any:
         return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
     except ValueError:
         return _UNPARSED
+
+
+def _body_text(data: bytes, content_type: str | None) -> str:
+    """Response bytes as text: the declared charset, else UTF-8 (JSON's encoding)."""
+    charset = "utf-8"
+    if content_type and "charset=" in content_type:
+        charset = content_type.split("charset=", 1)[1].split(";", 1)[0].strip().strip('"') or "utf-8"
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
 
 
 def _no_constants(name: str) -> Any:
