@@ -8,6 +8,8 @@ What alerts (each once per episode, with a "resolved" follow-up where it can end
   (reconciliation has not settled it: money may have moved).
 - ``stream_down``: a stream has not been subscribed for ``alerts.stream_down_after_s``.
 - ``listen_key_failing``: ``alerts.listen_key_failures`` listen-key failures in a row.
+- ``journal_failed``: a journal write failed (disk full, read-only, I/O error); the engine has
+  stopped deciding and stays so until restarted.
 
 The webhook runs on its own thread with a bounded queue: ``Alerter.alert`` never blocks (the
 engine thread calls it through an observer), and a full queue drops the alert after logging it.
@@ -35,7 +37,7 @@ from rfqbot.logs import redact_text, redact_value
 
 log = structlog.get_logger(__name__)
 
-ALERT_KINDS = ("banned", "kill_switch", "unknown_outcome", "stream_down", "listen_key_failing")
+ALERT_KINDS = ("banned", "kill_switch", "unknown_outcome", "stream_down", "listen_key_failing", "journal_failed")
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class AlertWatch:
         self._key_alerted = False
         self._banned = False
         self._kill_engaged = False
+        self._journal_alerted = False
 
     @classmethod
     def from_settings(cls, alerter: Alerter, alerts: Any) -> "AlertWatch":
@@ -214,6 +217,15 @@ class AlertWatch:
             self._banned = True
         self.alerter.alert("banned", "the venue banned this IP (HTTP 418); rfqbot sends nothing more. Check request "
                            "rates, wait for the ban to lapse, then restart the service", error=error)
+
+    def on_journal_failed(self, error: str) -> None:
+        with self._lock:
+            if self._journal_alerted:
+                return
+            self._journal_alerted = True
+        self.alerter.alert("journal_failed", "the journal cannot be written (disk full, read-only or I/O error): "
+                           "rfqbot has stopped deciding - no accept, decline or create leaves. Free space on or fix "
+                           "the journal's filesystem, then restart rfqbot", error=error)
 
     def _on_kill_switch(self, engaged: bool, file: Any) -> None:
         with self._lock:
@@ -266,6 +278,8 @@ class AlertWatch:
         now = self.alerter.clock.now_ms()
         if health.get("banned"):
             self.on_banned("")
+        if health.get("journal_failure"):
+            self.on_journal_failed(str(health["journal_failure"]))
         fire: list[tuple[str, str, dict[str, Any]]] = []
         with self._lock:
             for rfq_id, since in sorted(self._doubts.items()):

@@ -112,6 +112,7 @@ class Daemon:
                 "age_s": None if keeper.key_since_ms is None else (now_ms - keeper.key_since_ms) / 1000},
             "engine_loop_age_s": loop_age_s,
             "deciding": None if engine is None else engine.deciding,
+            "journal_failure": None if engine is None else engine.journal_failure,
             "open_rfqs": None if engine is None else engine.open_rfq_count(),
             "banned": self.banned is not None,
         }

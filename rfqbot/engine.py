@@ -14,6 +14,7 @@ because ``load_state`` reports accept decisions without a definitive result.
 from __future__ import annotations
 
 import queue as queue_mod
+import sqlite3
 import threading
 from typing import Any, Callable, Iterable
 
@@ -33,12 +34,15 @@ from rfqbot.events import (
     PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
-from rfqbot.journal import Journal
+from rfqbot.journal import Journal, JournalError
 from rfqbot.records import Pair, Rfq, RfqStatus
 from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
 from strategies import ChainSet, compile_chains
 
 log = structlog.get_logger(__name__)
+
+# A failed write of the journal itself (as opposed to a handler bug on odd input).
+_JOURNAL_WRITE_ERRORS = (sqlite3.Error, JournalError)
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -63,6 +67,10 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self.rfqs: dict[str, OwnRfq] = {}
         self.pending_creates: dict[str, CreateRfqCommand] = {}
         self.deciding = True
+        # Set (with the error) when a journal write failed: the engine then stops deciding for
+        # good, since what it holds in memory is no longer what the journal says. Read by
+        # Daemon.health() -> the journal_failed alert and the status line.
+        self.journal_failure: str | None = None
         self._observers: list[Observer] = [observer] if observer else []
         self._sends: list[tuple[str, tuple[Any, ...]]] = []
         self._lock = threading.RLock()
@@ -116,17 +124,50 @@ class Engine(DecisionHandlers, PassiveHandlers):
                     for event in burst:
                         self._dispatch(event)
             except Exception as exc:  # noqa: BLE001 - the loop must survive; sends stay unsent
-                log.error("engine.burst_failed", error=f"{type(exc).__name__}: {exc}")
+                # Nothing of the burst is committed, so nothing decided in it may leave.
                 self._sends.clear()
-                continue
-            self._flush_sends()
+                self._journal_failed(exc, lost_events=len(burst))
+            else:
+                self._flush_sends()
+            # The loop still turns (the watchdog must not restart a daemon into the same full disk).
             self.last_loop_monotonic = self.local_clock.monotonic()
 
     def handle(self, event: Event) -> None:
         """Handle one event synchronously (journal commit, then any venue action)."""
-        with self._lock:
-            self._dispatch(event)
+        try:
+            with self._lock:
+                self._dispatch(event)
+        except _JOURNAL_WRITE_ERRORS as exc:
+            self._sends.clear()
+            self._journal_failed(exc, lost_events=1)
+            return
         self._flush_sends()
+
+    def _journal_failed(self, exc: BaseException, *, lost_events: int) -> None:
+        """A journal write failed (disk full, read-only, I/O error): stop deciding, for good.
+
+        Journal-before-acting cannot hold without a journal, and the in-memory state may now hold
+        things the journal does not (the failed transaction was rolled back). So no accept, decline
+        or create leaves from here on; what was committed stays committed. The operator frees the
+        disk and restarts rfqbot, which rebuilds its state from the journal and reconciles.
+        """
+        error = f"{type(exc).__name__}: {exc}"
+        first = self.journal_failure is None
+        self.deciding = False
+        self.journal_failure = self.journal_failure or error
+        for rfq in self.rfqs.values():
+            rfq.wait_until_ms = None
+        if first:
+            log.critical("engine.journal_failed", error=error, lost_events=lost_events, deciding=False,
+                         fix=f"free space on / fix permissions of {self.journal.path}'s filesystem, then "
+                             "restart rfqbot (it rebuilds its state from the journal and reconciles)")
+            try:  # a transient failure may let this one through: then the journal says why too
+                self.journal.append("engine.journal_failed", source="engine",
+                                    payload={"error": error, "lost_events": lost_events})
+            except _JOURNAL_WRITE_ERRORS:
+                pass
+        else:
+            log.error("engine.journal_still_failing", error=error, lost_events=lost_events)
 
     def _dispatch(self, event: Event) -> None:
         name = self._HANDLERS.get(type(event))
@@ -136,6 +177,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
             return
         try:
             handler(event)
+        except _JOURNAL_WRITE_ERRORS:
+            raise  # not bad input: the whole burst fails and the engine stops deciding
         except Exception as exc:  # noqa: BLE001 - bad input never crashes the daemon
             log.error("engine.handler_failed", event_type=type(event).__name__, error=f"{type(exc).__name__}: {exc}")
             self._record("engine.error", "engine", {"event_type": type(event).__name__,
@@ -298,7 +341,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
 
     def _on_create(self, ev: CreateRfqCommand) -> None:
         if not self.deciding:
-            self._record("create.refused", ev.source, {"command": ev, "reason": "shutting down"})
+            reason = "journal write failed" if self.journal_failure else "shutting down"
+            self._record("create.refused", ev.source, {"command": ev, "reason": reason})
             return
         open_count = sum(1 for r in self.rfqs.values() if not r.is_final) + len(self.pending_creates)
         block = check_create(self.risk, open_rfqs=open_count, sell_ccy=ev.sell_ccy, sell_amount=ev.sell_amount,

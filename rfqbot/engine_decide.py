@@ -61,6 +61,8 @@ class DecisionHandlers:
 
     def _skip_reason(self, rfq: OwnRfq) -> str | None:
         if not self.deciding:
+            if getattr(self, "journal_failure", None):
+                return "journal write failed: no new decisions until restart"
             return "shutting down: no new decisions"
         if rfq.is_final:
             return f"RFQ is {rfq.status.value if rfq.status else '?'} (final)"

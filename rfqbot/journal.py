@@ -211,6 +211,11 @@ class Journal:
             own_txn = self._batch_depth == 0
             if own_txn:
                 self._conn.execute("BEGIN IMMEDIATE")
+            elif not self._conn.in_transaction:
+                # SQLite rolled the batch back on its own (disk full, I/O error): an insert now
+                # would autocommit a row linked to rows that no longer exist.
+                raise JournalError(f"journal {self.path}: the batch's transaction was rolled back after a "
+                                   "write error; nothing of this batch is committed")
             try:
                 seq = self._last_seq + 1
                 local_ms = int(self.clock.now_ms())
@@ -225,7 +230,7 @@ class Journal:
                     self._conn.execute("COMMIT")
             except BaseException:
                 if own_txn:
-                    self._conn.execute("ROLLBACK")
+                    self._rollback()
                 raise
             self._last_seq, self._last_hash = seq, digest
             return seq
@@ -243,16 +248,27 @@ class Journal:
             self._batch_depth += 1
             try:
                 yield
+                if self._batch_depth == 1:
+                    self._conn.execute("COMMIT")  # disk full may only show here (WAL frames written)
             except BaseException:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:
-                    self._conn.execute("ROLLBACK")
+                    # The chain head goes back first: a failing ROLLBACK must not leave it
+                    # pointing at rows that were never committed.
                     assert self._batch_start is not None
                     self._last_seq, self._last_hash = self._batch_start
+                    self._rollback()
                 raise
             self._batch_depth -= 1
-            if self._batch_depth == 0:
-                self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """ROLLBACK if a transaction is still open: after SQLITE_FULL or an I/O error SQLite may
+        already have rolled back, and a second ROLLBACK would hide the real error."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.error("journal.rollback_failed", path=str(self.path), error=str(exc))
 
     def rebuild_projections(self) -> int:
         """Drop and rebuild every derived table from ``events``; returns the number of events replayed."""

@@ -56,6 +56,8 @@ def status_line(health: Mapping[str, Any], phase: str) -> str:
     parts.append(f"open RFQs {health.get('open_rfqs') if health.get('open_rfqs') is not None else '-'}")
     if health.get("banned"):
         parts.append("BANNED (HTTP 418)")
+    if health.get("journal_failure"):
+        parts.append("NOT DECIDING: journal write failed")
     return "; ".join(parts)
 
 
