@@ -113,7 +113,7 @@ class Daemon:
             "engine_loop_age_s": loop_age_s,
             "deciding": None if engine is None else engine.deciding,
             "journal_failure": None if engine is None else engine.journal_failure,
-            "open_rfqs": None if engine is None else engine.open_rfq_count(),
+            "open_rfqs": None if engine is None else _open_rfqs_without_lock(engine),
             "banned": self.banned is not None,
         }
 
@@ -166,6 +166,7 @@ class Daemon:
         self.actions = RestActions(self.marketplace, self.post, workers=s.engine.accept_workers, clock=self.clock)
         self.engine = Engine(self.journal, s.chains, s.risk, self.actions, self.marketplace.venue_clock, pairs,
                              s.engine.min_time_left_ms)
+        self.engine.add_observer(self._on_engine_entry)
         for observer in self._observers:
             self.engine.add_observer(observer)
         self.engine.handle(Note(self.clock.now_ms(), "daemon.start", {
@@ -217,15 +218,21 @@ class Daemon:
         self._emit("reloading", file=file)
         try:
             new = load_config(file)
-        except ConfigError as exc:
-            log.error("daemon.reload_rejected", error=str(exc))
-            self.post(ReloadRequested(self.clock.now_ms(), settings=None, error=str(exc)))
-            self._emit("reloaded", ok=False, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the old settings, and says why
+            error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            log.error("daemon.reload_rejected", error=error)
+            self.post(ReloadRequested(self.clock.now_ms(), settings=None, error=error))
             return False
         self.post(ReloadRequested(self.clock.now_ms(), settings=new))
         log.info("daemon.reload_requested", file=file)
-        self._emit("reloaded", ok=True)
         return True
+
+    def _on_engine_entry(self, kind: str, payload: dict[str, Any]) -> None:
+        """Tell listeners a reload's outcome once the engine has applied (or refused) it."""
+        if kind == "reload.applied":
+            self._emit("reloaded", ok=True)
+        elif kind == "reload.rejected":
+            self._emit("reloaded", ok=False, error=str(payload.get("error", "")))
 
     def stop(self, reason: str = "stop requested", drain_s: float | None = None) -> None:
         """Stop deciding, let in-flight accepts finish (bounded), delete the key, close, commit."""
@@ -270,6 +277,18 @@ class Daemon:
             self.marketplace.close()
         log.info("daemon.stopped", reason=reason)
         self._emit("stopped", reason=reason)
+
+
+def _open_rfqs_without_lock(engine: Engine) -> int | None:
+    """Count open RFQs without the engine's lock, so a stuck engine cannot freeze health().
+
+    ``list(dict.values())`` copies under the GIL in one step; the records it counts are only
+    read. An approximate count is fine for status lines; a frozen status line is not.
+    """
+    try:
+        return sum(1 for rfq in list(engine.rfqs.values()) if not rfq.is_final)
+    except RuntimeError:  # the dict was resized mid-copy: report nothing rather than wait
+        return None
 
 
 def _open_journal(path: str | Path, clock: Clock) -> Journal:

@@ -1,0 +1,67 @@
+"""Reload outcomes reach lifecycle listeners (systemd notify) only once the engine decided."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from rfqbot.config import Settings
+from rfqbot.daemon import Daemon
+from rfqbot.sim import Simulator
+from tests.integration.conftest import RunningDaemon
+from tests.integration.helpers import daemon_yaml, wait_for
+
+LIMIT = {"BTC/USDT": [{"use": "price_limit", "limit_price": "107000"}]}
+
+
+def _listen(daemon: Daemon) -> list[tuple[str, dict[str, Any]]]:
+    stages: list[tuple[str, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def listener(stage: str, details: dict[str, Any]) -> None:
+        with lock:
+            # What the journal holds at this moment: a "reloaded" stage must come after the
+            # engine's own reload entry, never before it.
+            stages.append((stage, dict(details)))
+
+    daemon.add_listener(listener)
+    return stages
+
+
+def test_reload_reports_applied_after_the_engine_applied_it(
+        sim: Simulator, settings_for: Callable[..., Settings], start_daemon: Callable[..., RunningDaemon],
+        tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    settings = settings_for(sim, strategies=LIMIT)
+    config.write_text(daemon_yaml(sim, tmp_path / "journal.db", strategies=LIMIT))
+    run = start_daemon(settings, sim)
+    stages = _listen(run.daemon)
+
+    assert run.daemon.request_reload(str(config))
+    wait_for(lambda: any(s == "reloaded" for s, _ in stages), what="reloaded stage")
+    reloaded = [d for s, d in stages if s == "reloaded"]
+    assert reloaded == [{"ok": True}]
+    assert run.journal.events("reload.applied"), "the engine journaled the reload first"
+    assert [s for s, _ in stages][:1] == ["reloading"]
+
+
+def test_reload_of_a_broken_file_reports_the_reason_and_keeps_running(
+        sim: Simulator, settings_for: Callable[..., Settings], start_daemon: Callable[..., RunningDaemon],
+        tmp_path: Path) -> None:
+    run = start_daemon(settings_for(sim, strategies=LIMIT), sim)
+    stages = _listen(run.daemon)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("strategies:\n  BTC/USDT:\n    - use: price_limit\n      limit_prise: '1'\n")
+
+    assert not run.daemon.request_reload(str(broken))
+    wait_for(lambda: any(s == "reloaded" for s, _ in stages), what="reloaded stage")
+    (details,) = [d for s, d in stages if s == "reloaded"]
+    assert details["ok"] is False
+    assert "limit_prise" in details["error"]
+    assert run.journal.events("reload.rejected")
+
+    missing = tmp_path / "does-not-exist" / "config.yaml"
+    assert not run.daemon.request_reload(str(missing))
+    wait_for(lambda: sum(s == "reloaded" for s, _ in stages) == 2, what="second reloaded stage")
+    assert run.daemon.engine is not None and run.daemon.engine.deciding
