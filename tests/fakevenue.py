@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-FRAMES = Path("/work/shared/docs/frames")
+FRAMES = Path(__file__).resolve().parent / "fixtures" / "frames"
 API_KEY = "tAQfOrPIZAhym0qHISRt8EFvxPemdBm5j5WMlkm3Ke9aFp0EGWC2CGM8GHV4kCYW"
 API_SECRET = "lH3ELTNiFxCQTmi9pPcWWikhsjO04Yoqw3euoHUuOLC3GYBW64ZqzQsiOEHXQS76"
 SERVER_TIME_MS = 1_760_000_000_000

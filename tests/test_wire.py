@@ -13,7 +13,7 @@ from rfqbot.events import BestQuotes, Heartbeat, PublicQuote, PublicRfq, Rejecte
 from rfqbot.records import QuoteMode, RfqStatus
 from rfqbot.wire import MAX_FRAME_CHARS, RAW_KEEP_CHARS, decode_frame
 
-FRAMES = Path("/work/shared/docs/frames")
+FRAMES = Path(__file__).resolve().parent / "fixtures" / "frames"
 NOW = 1_760_000_000_000
 
 

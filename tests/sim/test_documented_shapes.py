@@ -1,6 +1,6 @@
 """Field sets and value types of every message, against the documented examples.
 
-The expected sets are those of shared/docs/frames/*.json (the venue's examples made valid JSON);
+The expected sets are those of the venue examples in tests/fixtures/frames/*.json (made valid JSON);
 they are spelled out here so the test runs without the shared folder.
 """
 
