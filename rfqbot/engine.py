@@ -43,6 +43,9 @@ log = structlog.get_logger(__name__)
 
 # A failed write of the journal itself (as opposed to a handler bug on odd input).
 _JOURNAL_WRITE_ERRORS = (sqlite3.Error, JournalError)
+# An accept "rejected" with these codes was never judged by the venue (429 pause, 418 ban).
+RATE_LIMIT_CODES = ("429", "418")
+RATE_LIMIT_RETRY_MS = 1000
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -301,7 +304,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                     rfq.accept_state = accept_state_after(ACCEPT_NONE, rfq.status)
                 if rfq.accept_state == ACCEPT_NONE:
                     rfq.accepted_quote_id, rfq.price = None, None
-                rfq.refused_quotes.add(ev.quote_id)
+                if ev.venue_code not in RATE_LIMIT_CODES:  # a pause or ban says nothing of the quote
+                    rfq.refused_quotes.add(ev.quote_id)
                 self.ledger.release(rfq.rfq_id)
             else:
                 rfq.accept_state, rfq.doubt_since_ms = ACCEPT_UNKNOWN, ev.received_ms
@@ -316,7 +320,12 @@ class Engine(DecisionHandlers, PassiveHandlers):
             status = RfqStatus.parse(ev.status_raw)
             self._observe_status(rfq, status, ev.status_raw, f"{ev.action}-ack", ev.received_ms, allow_reopen=False)
         elif mine and ev.outcome == "rejected" and rfq.last_quotes and self._skip_reason(rfq) is None:
-            self._decide(rfq, ev.received_ms, "accept-rejected")  # next best quote, if any is acceptable
+            if ev.venue_code == "429":
+                # Requests are paused: deciding now would only burn through the quotes. Decide
+                # again (same quotes) once a tick finds the wait over.
+                rfq.wait_until_ms = self.venue_clock.now_ms() + RATE_LIMIT_RETRY_MS
+            elif ev.venue_code != "418":  # banned: nothing will be sent again
+                self._decide(rfq, ev.received_ms, "accept-rejected")  # next best quote, if any is acceptable
 
     def _on_reconciled(self, ev: RfqReconciled) -> None:
         rfq = self._rfq(ev.rfq.rfq_id)
