@@ -145,7 +145,8 @@ class RestApi:
             raise err.VenueReject(-1004, "Bad request: the body is not UTF-8 form data") from None
 
     def _accept_outcome(self, body: dict[str, Any]) -> tuple[int, Any]:
-        """Record the accept outcome; a pending 5xx fault replaces the answer."""
+        """Record the outcome of an accept answered 200. (A pending 5xx fault never gets here:
+        ``_maybe_server_error`` ran before the endpoint, recorded ``accept_fault`` and raised.)"""
         self.truth.record("accept_result", outcome=body.get("status"), http_status=200,
                           rfq_id=body.get("rfqId"), quote_id=body.get("quoteId"))
         return 200, body

@@ -40,6 +40,7 @@ from rfqbot.sim.venue_errors import VenueReject
 
 log = structlog.get_logger(__name__)
 ACCOUNT = "sim-account"
+CA_FILE_NAME = "rfqbot-sim-ca.pem"   # written into config.ca_dir (a temp dir when not given)
 
 
 @dataclass
@@ -108,7 +109,11 @@ class Simulator:
         self._tmpdir = tempfile.mkdtemp(prefix="rfqbot-sim-")
         self.ground_truth_path = (self.config.ground_truth_path
                                   or str(Path(self._tmpdir) / "ground-truth.jsonl"))
-        ssl_context = self._make_tls() if self.config.tls else None
+        try:
+            ssl_context = self._make_tls() if self.config.tls else None
+        except OSError:   # the CA folder is not writable: leave no temp dir behind
+            self._release_files()
+            raise
         self._thread = threading.Thread(target=self._thread_main, args=(ssl_context,),
                                         name="rfqbot-sim", daemon=True)
         self._thread.start()
@@ -209,7 +214,7 @@ class Simulator:
         cert = ca.issue_cert(*names)
         ca_dir = Path(self.config.ca_dir or self._tmpdir or ".")
         ca_dir.mkdir(parents=True, exist_ok=True)
-        self.ca_file = str(ca_dir / "sim-ca.pem")
+        self.ca_file = str(ca_dir / CA_FILE_NAME)
         ca.cert_pem.write_to_path(self.ca_file)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)

@@ -36,8 +36,6 @@ class SpotFeed:
 
     def tick(self) -> None:
         self.refs.step()
-        first = {(conn.id, symbol, topic) for conn, symbol, topic in self.hub.spot_first}
-        self.hub.spot_first.clear()
         now = self.clock.now_ms()
         for pair in self.refs.pairs:
             price = self.refs.of(pair)
@@ -54,8 +52,9 @@ class SpotFeed:
                     continue
                 for topic in ("realtimes", "trade", "depth"):
                     if (pair.symbol, topic) in conn.spot_subs:
-                        frame = spot_frame(pair.symbol, topic, price, stats, now,
-                                           (conn.id, pair.symbol, topic) in first,
+                        first = (pair.symbol, topic) in conn.spot_first
+                        conn.spot_first.discard((pair.symbol, topic))
+                        frame = spot_frame(pair.symbol, topic, price, stats, now, first,
                                            self._trade_id, qty, Decimal(pair.quote_precision))
                         conn.send(wirejson.dumps(frame))
 

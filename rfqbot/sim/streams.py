@@ -45,6 +45,9 @@ class Connection:
         self.key = key
         self.subs: set[str] = set()
         self.spot_subs: set[tuple[str, str]] = set()
+        # Spot subscriptions still owed their first frame ("f": true). Kept per connection so
+        # it is bounded by spot_subs and freed with the connection, tick loop running or not.
+        self.spot_first: set[tuple[str, str]] = set()
         self.last_heard = time.monotonic()
         self._queue: asyncio.Queue[tuple[Any, dict[str, Any] | None]] = asyncio.Queue()
         self.writer = asyncio.ensure_future(self._write_loop())
@@ -92,7 +95,6 @@ class StreamHub:
         self.public_conns: set[Connection] = set()
         self.private_conns: set[Connection] = set()
         self._held_update: dict[str, tuple[str, dict[str, Any], Any]] = {}
-        self.spot_first: list[tuple[Connection, str, str]] = []   # new spot subs: send "f": true
 
     # ---------------------------------------------------------------- delivery with faults
     def _deliver(self, conn: Connection, text: str, meta: dict[str, Any] | None) -> None:
@@ -201,9 +203,10 @@ class StreamHub:
                 conn.send(wirejson.dumps({"code": "-100010", "desc": "Invalid Symbols!"}))
             elif event == "sub":
                 conn.spot_subs.add((symbol, topic))
-                self.spot_first.append((conn, symbol, topic))
+                conn.spot_first.add((symbol, topic))
             else:
                 conn.spot_subs.discard((symbol, topic))
+                conn.spot_first.discard((symbol, topic))
         else:
             conn.send(wirejson.dumps({"code": "-100010", "msg": f"Unsupported message: {text}"}))
 

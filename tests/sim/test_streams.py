@@ -147,3 +147,32 @@ def test_silenced_venue_does_not_answer_websocket_pings_either(
     public.ws.ping(b"again")
     with pytest.raises(queue.Empty):
         public.next_raw(timeout=0.4)
+
+
+def test_spot_subscriptions_hold_no_memory_without_the_tick_loop(
+        make_sim: Callable[..., Simulator], readers: list[WsReader]) -> None:
+    """With the tick loop off nobody consumes "first frame owed" marks: they must stay bounded
+    by the connection's own subscriptions (before, a hub-wide list grew with every sub)."""
+    sim = make_sim(spot_streams=False, reference_tick_s=0)
+    public = open_public(sim, readers)
+    for _ in range(50):
+        for event in ("sub", "cancel", "sub"):
+            public.send({"symbol": "BTCUSDT", "topic": "trade", "event": event,
+                         "params": {"binary": False}})
+    public.sync()
+    owed = sim.call(lambda: [sorted(c.spot_first) for c in sim.state.hub.public_conns])
+    assert owed == [[("BTCUSDT", "trade")]]
+    assert not hasattr(sim.state.hub, "spot_first")
+
+
+def test_a_resubscribed_spot_topic_gets_a_first_frame_again(
+        make_sim: Callable[..., Simulator], readers: list[WsReader]) -> None:
+    sim = make_sim(spot_streams=True, time_scale=20)
+    public = open_public(sim, readers)
+    sub = {"symbol": "BTCUSDT", "topic": "trade", "event": "sub", "params": {"binary": False}}
+    public.send(sub)
+    assert public.wait_for(lambda f: f.get("topic") == "trade")["f"] is True
+    assert public.wait_for(lambda f: f.get("topic") == "trade")["f"] is False
+    public.send({**sub, "event": "cancel"})
+    public.send(sub)
+    public.wait_for(lambda f: f.get("topic") == "trade" and f["f"] is True)

@@ -184,7 +184,7 @@ def test_cli_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "rfqbot.sim", "--port", "0", "--seed", "5", "--lps", "2",
          "--time-scale", "10", "--ca-dir", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         printed: dict[str, str] = {}
@@ -195,7 +195,8 @@ def test_cli_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
             name, _, value = line.partition(":")
             printed[name.strip().split()[0]] = value.strip()
         rest_url = printed["REST"].split()[0]
-        assert printed["CA"] == str(tmp_path / "sim-ca.pem") and len(printed["API"]) > 0
+        assert printed["CA"] == str(tmp_path / "rfqbot-sim-ca.pem") and len(printed["API"]) > 0
+        assert printed["Ground"] == str(tmp_path / "rfqbot-sim-truth.jsonl")
         with requests.Session() as session:
             session.trust_env = False
             answer = session.get(rest_url + "/api/v1/time", verify=printed["CA"], timeout=3)
