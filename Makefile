@@ -20,5 +20,16 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rfqbot demo $(DEMO_ARGS)
 
+# The fault-injection suite, long scenarios included (KILLS kill -9 rounds of a busy run,
+# 100 hypothesis examples of bad frames); prints the report table (docs/sections/reliability.md).
+KILLS ?= 30
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults.report --kills $(KILLS)
+
+# rfqbot run against a busy simulator for MINUTES: RSS, open fds, listen-key renewals.
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(MINUTES)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
