@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import typing
 from collections import Counter
 from typing import Any, Mapping
@@ -18,12 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from rfqbot.config_yaml import format_path
 from rfqbot.errors import ConfigError
+from rfqbot.secret_names import is_secret_key
 
-_SECRET_KEY = re.compile(
-    r"(^|[_-])(api[_-]?key|api[_-]?secret|secret([_-]?key)?|password|passwd|passphrase|token|"
-    r"private[_-]?key|access[_-]?key)$",
-    re.IGNORECASE,
-)
 _SECRET_HINT = ("secrets never go in the config file: put the API key and secret in the environment "
                 "(RFQBOT_API_KEY / RFQBOT_API_SECRET, or the variables named by credentials.api_key_env / "
                 "credentials.api_secret_env) or in systemd credentials (LoadCredential=api-key:... and "
@@ -49,7 +44,7 @@ def check_inline_secrets(data: Any, file: str, lines: Mapping[str, int],
     if isinstance(data, dict):
         for key, value in data.items():
             child = path + (str(key),)
-            if _SECRET_KEY.search(str(key)) and value not in (None, "") and not isinstance(value, (dict, list)):
+            if is_secret_key(str(key)) and value not in (None, "") and not isinstance(value, (dict, list)):
                 raise ConfigError(f"'{key}' looks like an inline secret; {_SECRET_HINT}",
                                   file=file, key=format_path(child), line=lines.get(format_path(child)))
             check_inline_secrets(value, file, lines, child)

@@ -1,29 +1,22 @@
 """Logging set-up: structlog, JSON lines for journald, console output for humans, redaction.
 
-Redaction is a processor, not a convention: whatever a module logs, values under sensitive keys
-(signature, api keys, secrets, listen keys) are masked, and any registered secret value is
+Redaction is a processor, not a convention: whatever a module logs, text under secret keys
+(signature, api keys, secrets, listen keys: ``rfqbot.secret_names``) is masked, and any registered secret value is
 masked wherever it appears inside any string, including rendered exceptions.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from typing import Any, MutableMapping, TextIO
 
 import structlog
 
-MASK = "***"
+from rfqbot.secret_names import is_secret_key
 
-_SENSITIVE_KEY = re.compile(
-    r"(signature|sign$|api[-_]?key|apikey|secret|password|passwd|token|listen[-_]?key|"
-    r"authorization|x-hk-apikey|x-apikey|x-api-sign)",
-    re.IGNORECASE,
-)
-# Keys that name where a secret lives rather than holding it.
-_NAME_OF_SECRET = re.compile(r"(_env|_file|_header|_hint)$", re.IGNORECASE)
+MASK = "***"
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -44,7 +37,8 @@ def forget_secrets() -> None:
 
 
 def is_sensitive_key(key: str) -> bool:
-    return bool(_SENSITIVE_KEY.search(key)) and not _NAME_OF_SECRET.search(key)
+    """Same rule as config checks: ``rfqbot.secret_names.is_secret_key``."""
+    return is_secret_key(key)
 
 
 def redact_text(text: str) -> str:
@@ -59,7 +53,8 @@ def redact_text(text: str) -> str:
 
 def redact_value(value: Any, key: str = "") -> Any:
     """Recursively mask sensitive keys and registered secrets inside ``value``."""
-    if key and is_sensitive_key(key) and isinstance(value, (str, bytes, int)) and value not in ("", b""):
+    # Only text can be a secret: a bool or a count under a secret-sounding key stays readable.
+    if key and isinstance(value, (str, bytes)) and value not in ("", b"") and is_sensitive_key(key):
         return MASK
     if isinstance(value, str):
         return redact_text(value)

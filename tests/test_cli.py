@@ -129,6 +129,18 @@ def test_check_config_ok_and_redacted(config: str, capsys) -> None:
     assert data["valid"] is True and data["config"]["venue"]["name"] == "hashkey-sg-sandbox"
 
 
+def test_check_config_masks_secrets_only(config: str, capsys) -> None:
+    """Counts, bools and names of secrets stay readable; only real secrets would be masked."""
+    with open(config, "a", encoding="utf-8") as out:
+        out.write("alerts:\n  listen_key_failures: 4\n")
+    code, out, _ = run(capsys, "check-config", "--config", config, "--json")
+    data = json.loads(out)["config"]
+    assert data["alerts"]["listen_key_failures"] == 4
+    assert data["credentials"] == {"api_key_env": "RFQBOT_API_KEY", "api_secret_env": "RFQBOT_API_SECRET"}
+    assert data["venue"]["api_key_header"] == "X-HK-APIKEY"
+    assert "***" not in out
+
+
 def test_check_config_invalid_exit_78(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("engine:\n  acept_workers: 2\n")

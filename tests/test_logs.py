@@ -103,3 +103,27 @@ def test_bad_level_or_format_is_refused() -> None:
         configure_logging("loud", "json")
     with pytest.raises(ValueError, match="unknown log format"):
         configure_logging("info", "xml")
+
+
+@pytest.mark.parametrize("key", ["listen_key_failures", "design", "assign", "tokens_used", "api_key_env",
+                                 "api_key_header", "key_hint", "failed_key", "signed", "secretary"])
+def test_keys_that_only_sound_secret_are_shown(key: str) -> None:
+    assert redact_value({key: "visible"}) == {key: "visible"}
+
+
+@pytest.mark.parametrize("key", ["my_api_key", "webhook_token", "X-API-KEY", "LISTEN_KEY", "listen-key",
+                                 "desk_b_api_secret", "refreshToken", "sign"])
+def test_compound_and_other_spellings_of_secret_keys_are_masked(key: str) -> None:
+    assert redact_value({key: "hide-me"}) == {key: "***"}
+
+
+def test_bools_and_numbers_are_never_masked() -> None:
+    assert redact_value({"token": True, "secret": 0, "listen_key_failures": 3, "signature": None}) == \
+        {"token": True, "secret": 0, "listen_key_failures": 3, "signature": None}
+
+
+def test_logs_and_config_checks_share_one_definition() -> None:
+    from rfqbot import config_checks, logs
+    from rfqbot.secret_names import is_secret_key
+
+    assert logs.is_secret_key is is_secret_key and config_checks.is_secret_key is is_secret_key
