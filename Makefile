@@ -14,11 +14,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Benchmarks add matplotlib (the PNG chart) on top of the test set-up; see docs/sections/benchmarks.md.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/rfqbot demo $(DEMO_ARGS)
+
+# About 10 minutes: 3 x 1,000 RFQs at the venue's order pace, 2 x 200,000 frames, micro-benchmark.
+# Results (JSON, PNG, profiles, logs) go to benchmarks/results/. BENCH_ARGS=--quick for a smoke run.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # The fault-injection suite, long scenarios included (KILLS kill -9 rounds of a busy run,
 # 100 hypothesis examples of bad frames); prints the report table (docs/sections/reliability.md).

@@ -85,7 +85,8 @@ class Bench:
             result = child.next_message(120)
         summary = latency_summary_ms([row["latency_ns"] for row in got["rows"]])
         return {"client": name, **summary, "missing_accepts": got["missing"],
-                "duplicate_accepts": got["duplicate_accepts"], "rss_peak_mb": round(result["rss_peak_kb"] / 1024, 1),
+                "duplicate_accepts": got["duplicate_accepts"],
+                "push_stamped_after_accept": got["push_stamped_after_accept"], "rss_peak_mb": round(result["rss_peak_kb"] / 1024, 1),
                 "latencies_ms": [round(row["latency_ns"] / 1e6, 4) for row in got["rows"]]}
 
     def ingest(self, name: str) -> dict[str, Any]:
@@ -157,7 +158,11 @@ def environment() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--rfqs", type=int, default=1000, help="RFQs per tick-to-accept client (default 1000)")
-    parser.add_argument("--interval-ms", type=float, default=20.0, help="one RFQ every this many ms (default 20)")
+    parser.add_argument("--interval-ms", type=float, default=150.0,
+                        help="one RFQ every this many ms (default 150: under the venue's 10 order calls/s, "
+                             "which rfqbot paces itself to and the baselines ignore)")
+    parser.add_argument("--clients", default=",".join(TICK_CLIENTS + INGEST_CLIENTS),
+                        help="comma-separated subset of: " + ", ".join(TICK_CLIENTS + INGEST_CLIENTS))
     parser.add_argument("--warmup", type=int, default=20, help="RFQs accepted before measuring (default 20)")
     parser.add_argument("--frames", type=int, default=200_000, help="frames per ingest client (default 200000)")
     parser.add_argument("--micro-iterations", type=int, default=2000)
@@ -172,6 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rfqs, args.warmup, args.frames, args.micro_iterations = 20, 2, 2000, 50
+        args.interval_ms = min(args.interval_ms, 50.0)
     return args
 
 
@@ -180,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     parts = set(args.only or ("tick", "ingest", "micro"))
+    chosen = set(args.clients.split(","))
     bench = Bench(args)
     results: dict[str, Any] = {"environment": environment(), "parameters": {
         "rfqs": args.rfqs, "interval_ms": args.interval_ms, "warmup": args.warmup, "frames": args.frames,
@@ -190,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         if parts & {"tick", "ingest"}:
             bench.start_venue()
         if "tick" in parts:
-            for name in TICK_CLIENTS:
+            for name in [c for c in TICK_CLIENTS if c in chosen]:
                 tick[name] = bench.tick_to_accept(name)
                 _progress(f"tick-to-accept {name}: p50 {tick[name]['p50_ms']} ms, p99 {tick[name]['p99_ms']} ms")
         if "ingest" in parts:
-            for name in INGEST_CLIENTS:
+            for name in [c for c in INGEST_CLIENTS if c in chosen]:
                 ingest[name] = bench.ingest(name)
                 _progress(f"ingest {name}: {ingest[name]['frames_per_s']} frames/s, peak {ingest[name]['peak_mb']} MB")
         if "micro" in parts:
