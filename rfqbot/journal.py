@@ -8,7 +8,14 @@ Why these settings:
   loss; ``FULL`` fsyncs the WAL on every commit, so a returned ``append`` is on disk. Market
   data bursts use ``batch()`` (one commit, one fsync) to keep that affordable.
 - **One writer.** The engine thread is the only writer; a lock guards the connection anyway so
-  a misuse is slow rather than corrupt. Readers (CLI, audit) open read-only connections.
+  a misuse is slow rather than corrupt. Across processes, a ``Journal`` holds an exclusive
+  advisory lock on ``<journal>.lock`` while open (``rfqbot.audit.writer_lock``): a second daemon
+  or a maintenance command (rebuild, prune, upgrade: long write transactions that would make the
+  daemon's appends time out) is refused up front. Readers (CLI, audit) open read-only
+  connections, take no lock, and never migrate.
+- **Busy is transient.** Something outside rfqbot (sqlite3, sqlite-utils) may still hold a
+  write transaction; ``BEGIN IMMEDIATE`` then waits ``busy_timeout_ms``, and is retried for
+  ``busy_retry_s`` more before a ``JournalError`` that names the lock and the likely culprit.
 - **Hash chain.** Each row's ``hash`` is sha256 over the previous hash and the row's canonical
   fields, so an edited, deleted or reordered row is found by ``verify_chain``.
 - **File mode 0600.** The journal holds the account's trading history. SQLite creates the
@@ -22,16 +29,14 @@ Why these settings:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -40,45 +45,33 @@ import structlog
 
 from rfqbot.clock import Clock
 from rfqbot.errors import RfqbotError
+from rfqbot.audit.chain import GENESIS_HASH, canonical_json, checkpoint_seal, row_hash, verify_rows
 from rfqbot.audit.views import create_views
-from rfqbot.projections import DERIVED_TABLES, KIND_CHECKPOINT, SCHEMA_V1, SCHEMA_V2, EventRow, project
+from rfqbot.audit.writer_lock import WriterLock
+from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, project
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 2
-GENESIS_HASH = "0" * 64
+SCHEMA_VERSION = 3
+__all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalError", "JournalLocked", "JournalState",
+           "apply_projection", "canonical_json", "checkpoint_seal", "open_readonly", "replay_events", "row_hash",
+           "verify_rows"]
 
 
 class JournalError(RfqbotError, RuntimeError):
     """The journal cannot be opened or written; the message says which file and what to do."""
 
 
-def _to_jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    raise TypeError(f"cannot journal a {type(value).__name__}")
+class JournalLocked(JournalError):
+    """Another process holds the journal's writer lock (the daemon, or a maintenance command)."""
 
 
-def canonical_json(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, Decimal as its exact string, enums as values."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_to_jsonable, ensure_ascii=False)
-
-
-def row_hash(prev_hash: str, seq: int, local_ms: int, venue_ms: int | None, source: str, kind: str,
-             rfq_id: str | None, quote_id: str | None, payload: str) -> str:
-    """sha256 over the previous hash and the row's canonical fields (payload as stored)."""
-    body = canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload])
-    return hashlib.sha256(f"{prev_hash}|{body}".encode("utf-8")).hexdigest()
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds the lock we need."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 @dataclass
@@ -113,6 +106,14 @@ def _upgrade_v2(conn: sqlite3.Connection) -> None:
     replay_events(conn)
 
 
+def _upgrade_v3(conn: sqlite3.Connection) -> None:
+    """Projection fixes, no new columns: quotes keep what a later source lacks (REST rfq-active
+    has no LP, submit time or rank), and venue calls with the RFQ id only in the path
+    (``GET .../rfq-active/{rfqId}``) are linked to it. Replaying ``events`` applies both."""
+    create_views(conn)
+    replay_events(conn)
+
+
 def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:
     """Apply one event's derived-table updates in a savepoint: a projection that fails (a bug,
     an odd payload) loses that view of the event, never the event, and never stops a replay.
@@ -121,7 +122,7 @@ def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:
     try:
         for sql, params in project(row):
             conn.execute(sql, params)
-    except (sqlite3.Error, TypeError, ValueError, KeyError) as exc:
+    except (sqlite3.Error, TypeError, ValueError, KeyError, AttributeError) as exc:
         conn.execute("ROLLBACK TO projection")
         conn.execute("RELEASE projection")
         log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
@@ -144,21 +145,42 @@ def replay_events(conn: sqlite3.Connection) -> int:
     return count
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _upgrade_v2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _upgrade_v2, 3: _upgrade_v3}
 """version -> function that upgrades a journal at version-1 to it (1: create from empty)."""
 
 
 class Journal:
     """The single-writer journal. ``append`` returns after the row is committed (fsynced)."""
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_ms: int = 5000,
+                 busy_retry_s: float = 3.0) -> None:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
         self._batch_depth = 0
         self._batch_start: tuple[int, str] | None = None
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._busy_retry_s = float(busy_retry_s)
+        self._writer_lock = WriterLock(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            acquired = self._writer_lock.acquire()
+        except OSError as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}; check the directory exists and is "
+                               "writable by rfqbot (journal.path in the config)") from exc
+        if not acquired:
+            raise JournalLocked(
+                f"journal {self.path} is already open for writing by another process ({self._writer_lock.path} "
+                "is locked): a running rfqbot daemon, or a `rfqbot journal rebuild|prune|upgrade`; one writer at "
+                "a time: stop the other one first (systemctl stop rfqbot), or point journal.path elsewhere")
+        try:
+            self._open()
+        except BaseException:
+            self._writer_lock.release()
+            raise
+
+    def _open(self) -> None:
+        try:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
             if self.path.stat().st_mode & 0o077:
@@ -168,14 +190,18 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc}; check the directory exists and is "
                                "writable by rfqbot (journal.path in the config)") from exc
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise JournalError(f"journal {self.path}: SQLite refused WAL mode (got {mode}); use a local disk")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
-        row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"journal {self.path}: SQLite refused WAL mode (got {mode}); use a local disk")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+            row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        except BaseException:
+            self._conn.close()
+            raise
         self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     # --- schema ---------------------------------------------------------------------------
@@ -186,7 +212,7 @@ class Journal:
             raise JournalError(f"journal {self.path} has schema version {version}, newer than this rfqbot "
                                f"({SCHEMA_VERSION}); upgrade rfqbot or point journal.path elsewhere")
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 _MIGRATIONS[target](self._conn)
                 self._conn.execute(f"PRAGMA user_version = {target}")
@@ -210,7 +236,7 @@ class Journal:
         with self._lock:
             own_txn = self._batch_depth == 0
             if own_txn:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._begin()
             elif not self._conn.in_transaction:
                 # SQLite rolled the batch back on its own (disk full, I/O error): an insert now
                 # would autocommit a row linked to rows that no longer exist.
@@ -243,7 +269,7 @@ class Journal:
         """Group appends into one transaction (one fsync), e.g. a burst of market data."""
         with self._lock:
             if self._batch_depth == 0:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._begin()
                 self._batch_start = (self._last_seq, self._last_hash)
             self._batch_depth += 1
             try:
@@ -260,6 +286,43 @@ class Journal:
                     self._rollback()
                 raise
             self._batch_depth -= 1
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, treating another connection's write lock as transient.
+
+        SQLite itself waits ``busy_timeout_ms``; if the lock is still held we retry for
+        ``busy_retry_s`` more (each retry's wait capped by what is left), then give up with an
+        error that names the lock and who likely holds it, not a bare "database is locked".
+        """
+        started = time.monotonic()
+        deadline: float | None = None
+        try:
+            while True:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self._busy_retry_s
+                        log.warning("journal.busy", path=str(self.path), waited_s=round(now - started, 3),
+                                    retry_s=self._busy_retry_s, error=str(exc))
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        raise JournalError(
+                            f"journal {self.path} stayed locked by another connection for {now - started:.1f} s "
+                            f"(SQLite: {exc}): something else holds a write transaction on it - a maintenance "
+                            "command (`rfqbot journal rebuild|prune|upgrade`), a second rfqbot on the same "
+                            "journal.path, or a tool (sqlite3, sqlite-utils, datasette) writing to it; stop that, "
+                            "then restart rfqbot (nothing committed is lost)") from exc
+                    time.sleep(min(0.05, remaining))
+                    wait_ms = max(1, min(int(remaining * 1000), self._busy_timeout_ms))
+                    self._conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        finally:
+            if deadline is not None:
+                self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     def _rollback(self) -> None:
         """ROLLBACK if a transaction is still open: after SQLITE_FULL or an I/O error SQLite may
@@ -283,7 +346,7 @@ class Journal:
         with self._lock:
             if self._batch_depth:
                 raise JournalError("a maintenance transaction cannot run inside batch()")
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -339,49 +402,7 @@ class Journal:
             except sqlite3.Error as exc:
                 log.warning("journal.checkpoint_failed", error=str(exc))
             self._conn.close()
-
-
-def checkpoint_seal(seq: int, local_ms: int, prev_hash: str, anchor_hash: str, payload: Mapping[str, Any]) -> str:
-    """The checkpoint's own integrity hash, over its fields and payload (without the seal).
-
-    A checkpoint's ``hash`` column must equal the hash of the last pruned row (the next row links
-    to it), so it cannot also be a hash of the checkpoint's content; the seal in the payload is.
-    """
-    body = canonical_json([seq, local_ms, prev_hash, anchor_hash, {k: v for k, v in payload.items() if k != "seal"}])
-    return hashlib.sha256(f"checkpoint|{body}".encode("utf-8")).hexdigest()
-
-
-def _checkpoint_ok(seq: int, local_ms: int, prev_hash: str, digest: str, payload_text: str) -> bool:
-    try:
-        payload = json.loads(payload_text)
-    except ValueError:
-        return False
-    return (isinstance(payload, dict) and payload.get("anchor_hash") == digest
-            and payload.get("pruned_to_seq") == seq
-            and payload.get("seal") == checkpoint_seal(seq, local_ms, prev_hash, digest, payload))
-
-
-def verify_rows(conn: sqlite3.Connection) -> int | None:
-    """Walk ``events`` in seq order recomputing the chain; the first bad seq, or None.
-
-    The chain starts at the genesis hash, or at a checkpoint row left by pruning (only as the
-    very first row): its sealed payload vouches for the hash the next row links to.
-    """
-    prev = GENESIS_HASH
-    expected_seq = None
-    for seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, digest in conn.execute(
-            "SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, hash "
-            "FROM events ORDER BY seq"):
-        if expected_seq is None and kind == KIND_CHECKPOINT:
-            if not _checkpoint_ok(seq, local_ms, prev_hash, digest, payload):
-                return seq
-        elif expected_seq is not None and seq != expected_seq:
-            return expected_seq
-        elif prev_hash != prev or row_hash(prev, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
-                                           payload) != digest:
-            return seq
-        prev, expected_seq = digest, seq + 1
-    return None
+            self._writer_lock.release()
 
 
 def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
+from urllib.parse import unquote
 
 # Event kinds with a projection. The engine writes these; anything else lives in events only.
 KIND_TRANSITION = "rfq.transition"
@@ -27,6 +28,9 @@ KIND_VENUE_CALL = "venue.call"
 KIND_STREAM = "stream.status"
 KIND_SPOT = "frame.spot"
 KIND_CHECKPOINT = "journal.checkpoint"  # written by prune; stands for the pruned prefix, projects nothing
+
+# REST paths that carry the RFQ id as their last segment (no rfqId parameter).
+RFQ_ID_PATHS = ("/api/v1/market-place/rfq-active/",)
 
 DERIVED_TABLES = ("rfqs", "quotes", "transitions", "decisions", "venue_calls", "stream_sessions",
                   "reference_prices")
@@ -143,7 +147,8 @@ def project(row: EventRow) -> list[Op]:
                     "duration_ms, outcome, error, rfq_id, client_order_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (row.seq, row.local_ms, p.get("method"), p.get("endpoint"), _json(p.get("params", {})),
                      p.get("http_status"), p.get("venue_code"), _text(p.get("duration_ms")), p.get("outcome"),
-                     p.get("error"), row.rfq_id or _text(params.get("rfqId")), _text(params.get("rfqClOrderId")))))
+                     p.get("error"), row.rfq_id or _text(params.get("rfqId")) or _rfq_id_from_path(p.get("endpoint")),
+                     _text(params.get("rfqClOrderId")))))
     elif row.kind == KIND_SPOT and p.get("pair") and p.get("price") is not None:
         ops.append(("INSERT INTO reference_prices (seq, at_ms, pair, price, source) VALUES (?,?,?,?,?)",
                     (row.seq, row.venue_ms if row.venue_ms is not None else row.local_ms, p["pair"],
@@ -165,15 +170,39 @@ def _upsert_rfq(s: Mapping[str, Any], row: EventRow) -> Op:
             (s["rfq_id"],) + values + (row.seq, row.local_ms, row.seq))
 
 
+# Fields whose "not said" is not NULL: the decoder's default mode is 'unknown', and ``manual``
+# is a flag that, once seen set, stays set (a source that does not carry it says false).
+_QUOTE_MERGE = {"mode": "mode = COALESCE(NULLIF(excluded.mode, 'unknown'), quotes.mode)",
+                "manual": "manual = MAX(COALESCE(excluded.manual, 0), COALESCE(quotes.manual, 0))"}
+
+
 def _upsert_quote(q: Mapping[str, Any], row: EventRow, source: str) -> Op:
+    """Latest source wins for what it says; what it leaves out (None) keeps the earlier value.
+
+    Sources differ in what they carry: bestQuote has the LP, rank and submit time, REST
+    rfq-active has none of them, a public quote has no LP. A later, poorer sighting must not
+    erase what an earlier one told us (v2 did: quotes reconciled over REST lost their LP).
+    """
     values = tuple(_text(q.get(c)) if c in ("price", "buy_amount", "sell_amount") else q.get(c)
                    for c in _QUOTE_COLUMNS)
     values = values[:5] + (1 if q.get("manual") else 0,) + values[6:]
     cols = ", ".join(("quote_id",) + _QUOTE_COLUMNS + ("first_seen_ms", "last_seen_ms", "source", "last_seq"))
     marks = ", ".join("?" * (len(_QUOTE_COLUMNS) + 5))
-    sets = ", ".join(f"{c} = excluded.{c}" for c in _QUOTE_COLUMNS + ("last_seen_ms", "source", "last_seq"))
+    sets = ", ".join([_QUOTE_MERGE.get(c, f"{c} = COALESCE(excluded.{c}, quotes.{c})") for c in _QUOTE_COLUMNS]
+                     + [f"{c} = excluded.{c}" for c in ("last_seen_ms", "source", "last_seq")])
     return (f"INSERT INTO quotes ({cols}) VALUES ({marks}) ON CONFLICT(quote_id) DO UPDATE SET {sets}",
             (q.get("quote_id"),) + values + (row.local_ms, row.local_ms, source, row.seq))
+
+
+def _rfq_id_from_path(endpoint: Any) -> str | None:
+    """The RFQ id of a call like ``GET /api/v1/market-place/rfq-active/{rfqId}`` (percent-decoded)."""
+    if not isinstance(endpoint, str):
+        return None
+    for prefix in RFQ_ID_PATHS:
+        if endpoint.startswith(prefix):
+            tail = endpoint[len(prefix):].split("?", 1)[0]
+            return unquote(tail) or None
+    return None
 
 
 def _upsert_session(p: Mapping[str, Any], row: EventRow) -> Op:

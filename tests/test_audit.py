@@ -54,7 +54,7 @@ def made(tmp_path: Path):
 
 
 def _report(path: Path):
-    conn = connect(path, upgrade=False)
+    conn = connect(path, min_version=1)
     try:
         return verify_connection(conn, str(path))
     finally:

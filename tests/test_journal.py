@@ -33,7 +33,7 @@ def test_pragmas_mode_and_schema_version(journal, tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert journal.schema_version == 2
+    assert journal.schema_version == 3
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
 
 
@@ -77,7 +77,7 @@ def test_deleted_row_detected(journal):
     journal._conn.execute("DELETE FROM events WHERE seq = 2")
     assert journal.verify_chain() == 2
     journal._conn.execute("DELETE FROM events WHERE seq = 1")
-    assert journal.verify_chain() == 3  # first remaining row no longer links to genesis
+    assert journal.verify_chain() == 1  # the chain no longer starts at genesis: seq 1 is missing
 
 
 def test_chain_continues_across_reopen(tmp_path):

@@ -423,23 +423,35 @@ def _v1_journal(tmp_path: Path) -> Path:
     return path
 
 
-def test_verify_reads_an_old_journal_without_upgrading_it(tmp_path: Path, capsys) -> None:
+def test_verify_reads_an_old_journal_without_upgrading_it_and_says_it_is_not_fully_checked(tmp_path: Path,
+                                                                                           capsys) -> None:
     path = _v1_journal(tmp_path)
     code, out, _ = run(capsys, "journal", "verify", "--json", "--journal", str(path))
     report = json.loads(out)
-    assert code == 0 and report["schema_version"] == 1 and report["events"] == 23
+    assert code == 1 and report["schema_version"] == 1 and report["events"] == 23
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["hash chain"]["ok"] and checks["integrity_check"]["ok"]
+    assert not checks["schema version"]["ok"] and "rfqbot journal upgrade" in checks["schema version"]["detail"]
     assert _count(path, "PRAGMA user_version") == 1
 
 
-def test_reading_an_old_journal_upgrades_it_in_place(tmp_path: Path, capsys) -> None:
+def test_reading_an_old_journal_never_upgrades_it(tmp_path: Path, capsys) -> None:
     path = _v1_journal(tmp_path)
     code, out, err = run(capsys, "journal", "list", "--json", "--journal", str(path))
+    assert code == 1 and "start the daemon once (or run `rfqbot journal upgrade`" in err
+    assert _count(path, "PRAGMA user_version") == 1
+    code, out, _ = run(capsys, "journal", "tail", "-n", "3", "--journal", str(path))  # events: any version
+    assert code == 0 and out.count("\n") == 3
+    code, out, err = run(capsys, "journal", "upgrade", "--journal", str(path))
+    assert code == 0 and "from schema v1 to v3" in out, err
+    code, out, err = run(capsys, "journal", "list", "--json", "--journal", str(path))
     assert code == 0, err
-    assert "journal.upgraded" in err and _count(path, "PRAGMA user_version") == 2
     assert {r["rfq_id"] for r in json.loads(out)} == {"MP700000000000000001", "MP700000000000000011",
                                                       "MP700000000000000021"}
     code, out, _ = run(capsys, "journal", "verify", "--journal", str(path))
     assert code == 0 and "derived: reference_prices" in out
+    code, out, _ = run(capsys, "journal", "upgrade", "--journal", str(path))
+    assert code == 0 and "already at schema v3" in out
 
 
 # --- the README's sqlite-utils examples -----------------------------------------------------------

@@ -62,7 +62,7 @@ def test_kill_9_loses_nothing_committed_and_leaves_no_half_event(tmp_path: Path,
         proc.kill()
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    conn = connect(path, upgrade=False)
+    conn = connect(path, min_version=1)
     try:
         last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
         assert last >= max(acked)  # every acknowledged commit survived
@@ -122,3 +122,81 @@ def test_durability_pragmas(tmp_path: Path) -> None:
         assert journal.query("PRAGMA synchronous") == [{"synchronous": 2}]  # FULL: fsync per commit
     finally:
         journal.close()
+
+
+# --- kill -9 INSIDE an open transaction ---------------------------------------------------------
+# The loop above kills wherever the writer happens to be, which is almost always between two
+# transactions. These kill at a known point inside one: the writer (tests/fixtures/journal_writer.py)
+# prints a marker from inside the open batch, or from between an append's INSERT and COMMIT, and
+# then blocks, so the SIGKILL certainly lands there.
+
+WRITER_SCRIPT = ROOT / "tests" / "fixtures" / "journal_writer.py"
+
+
+def _crash_at_marker(path: Path, mode: str, marker: str, *, broken: bool = False) -> list[int]:
+    """Run the writer until it prints ``marker``, kill -9 it; returns the seqs it acknowledged."""
+    argv = [sys.executable, str(WRITER_SCRIPT), mode, str(path)] + (["--broken"] if broken else [])
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked: list[int] = []
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        while True:
+            line = proc.stdout.readline().strip()
+            assert line, "the writer died before its marker"
+            if line == marker:
+                break
+            acked.append(int(line))
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    return acked
+
+
+def crash_problems(path: Path, acked: list[int], in_flight_kind: str) -> list[str]:
+    """Everything wrong with a journal after a kill inside the in-flight transaction."""
+    problems = []
+    conn = connect(path, min_version=1)
+    try:
+        last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        if last < max(acked):
+            problems.append(f"acknowledged seq {max(acked)} lost (journal ends at {last})")
+        partial = conn.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (in_flight_kind,)).fetchone()[0]
+        if partial:
+            problems.append(f"{partial} event(s) of the killed transaction ({in_flight_kind}) were committed")
+        report = verify_connection(conn, str(path))  # chain, integrity, schema, derived == rebuild
+        problems += [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
+    finally:
+        conn.close()
+    return problems
+
+
+@pytest.mark.parametrize(("mode", "marker", "kind"), [("crash-batch", "in-batch", "test.batch"),
+                                                      ("crash-single", "in-append", "test.single")])
+def test_kill_9_inside_an_open_transaction_leaves_none_of_it(tmp_path: Path, mode: str, marker: str,
+                                                             kind: str) -> None:
+    path = tmp_path / "crash.db"
+    acked = _crash_at_marker(path, mode, marker)
+    assert len(acked) == 3
+    assert crash_problems(path, acked, kind) == []
+    journal = Journal(path, FakeClock())  # the lock died with the writer; the chain carries on
+    try:
+        assert journal.append("after.crash", source="t", payload={}) == max(acked) + 1
+        assert journal.verify_chain() is None
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(("mode", "marker", "kind"), [("crash-batch", "in-batch", "test.batch"),
+                                                      ("crash-single", "in-append", "test.single")])
+def test_the_crash_check_catches_a_writer_that_autocommits(tmp_path: Path, mode: str, marker: str,
+                                                           kind: str) -> None:
+    """The test above can fail: against a writer whose appends autocommit it does."""
+    path = tmp_path / "crash.db"
+    acked = _crash_at_marker(path, mode, marker, broken=True)
+    problems = crash_problems(path, acked, kind)
+    assert any("were committed" in p for p in problems), problems

@@ -48,7 +48,7 @@ def test_v1_journal_opens_and_upgrades_in_place(tmp_path: Path) -> None:
     before = _events(path)
     journal = Journal(path, FakeClock())
     try:
-        assert journal.schema_version == SCHEMA_VERSION == 2
+        assert journal.schema_version == SCHEMA_VERSION == 3
         assert _events(path) == before  # the truth is untouched
         assert journal.verify_chain() is None
         views = {r["name"] for r in journal.query("SELECT name FROM sqlite_master WHERE type = 'view'")}
@@ -71,10 +71,10 @@ def test_v1_journal_opens_and_upgrades_in_place(tmp_path: Path) -> None:
         assert journal.append("note", source="t", payload={}) == 24
     finally:
         journal.close()
-    conn = connect(path, upgrade=False)
+    conn = connect(path, min_version=1)
     try:
         report = verify_connection(conn)
-        assert report.ok and report.schema_version == 2
+        assert report.ok and report.schema_version == 3, [c.detail for c in report.checks if not c.ok]
     finally:
         conn.close()
 

@@ -12,6 +12,9 @@ What is never pruned, whatever the date:
 - any RFQ that is not final, or has an accept outstanding or in doubt (restart recovery needs it);
 - the last 24 hours (the risk limits re-count the last day's accepts from the journal).
 Derived tables are rebuilt from the kept events in the same transaction.
+
+Pruning writes, so it needs the journal's writer lock: it is refused while the daemon runs.
+``plan`` (what ``--dry-run`` shows) only reads and works on a read-only connection at any time.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rfqbot.audit.views import FINAL_STATUSES
 from rfqbot.journal import Journal, JournalError, canonical_json, checkpoint_seal, replay_events
 from rfqbot.projections import KIND_CHECKPOINT
 
-DAY_MS = 86_400_000
+DAY_MS = 86_400_000  # TODO(lead): use rfqbot.clock.DAY_MS once the foundation fixer adds it
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,28 @@ def plan_prune(conn: sqlite3.Connection, before_ms: int) -> PrunePlan:
     return PrunePlan(before_ms, start, last, count, rfqs, held)
 
 
-def prune(journal: Journal, before_ms: int, *, now_ms: int, dry_run: bool = False) -> PrunePlan:
-    """Prune events before ``before_ms`` (see the module doc); returns what was (or would be) pruned."""
+def _check_cut(before_ms: int, now_ms: int) -> None:
     if before_ms > now_ms - DAY_MS:
         raise JournalError("prune keeps the last 24 hours (risk limits re-count the last day's accepts from "
                            "the journal); choose --before at least a day ago")
+
+
+def plan(conn: sqlite3.Connection, before_ms: int, *, now_ms: int) -> PrunePlan:
+    """What ``prune`` would do now, from a read-only connection (one snapshot); changes nothing."""
+    _check_cut(before_ms, now_ms)
+    in_txn = conn.in_transaction
+    if not in_txn:
+        conn.execute("BEGIN")
+    try:
+        return plan_prune(conn, before_ms)
+    finally:
+        if not in_txn:
+            conn.execute("ROLLBACK")
+
+
+def prune(journal: Journal, before_ms: int, *, now_ms: int, dry_run: bool = False) -> PrunePlan:
+    """Prune events before ``before_ms`` (see the module doc); returns what was (or would be) pruned."""
+    _check_cut(before_ms, now_ms)
     with journal.write_transaction() as conn:
         plan = plan_prune(conn, before_ms)
         if dry_run or plan.last_seq is None:

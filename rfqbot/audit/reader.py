@@ -1,8 +1,15 @@
-"""Opening a journal for reading: checks that say what to do, and the upgrade of an older schema.
+"""Opening a journal for the ``rfqbot journal`` commands: readers that never write, and writers
+for maintenance that refuse to run beside the daemon.
 
 Reads go through SQLite's read-only mode: in WAL mode a reader never blocks the daemon's
 writes (it reads the last committed snapshot), and waits at most the busy timeout on the rare
-locks SQLite itself takes (e.g. WAL recovery after a crash).
+locks SQLite itself takes (e.g. WAL recovery after a crash). A reader never migrates an older
+journal: an upgrade replays every event inside one write transaction (seconds on a big
+journal) and would stall a running daemon. Only the daemon at start, or ``rfqbot journal
+upgrade`` with the daemon stopped, upgrades.
+
+Maintenance (rebuild, prune, upgrade) opens the journal as its writer, which takes the writer
+lock (``rfqbot.audit.writer_lock``): while the daemon runs, it is refused with what to do.
 """
 
 from __future__ import annotations
@@ -14,9 +21,14 @@ from pathlib import Path
 import structlog
 
 from rfqbot.clock import SystemClock
-from rfqbot.journal import SCHEMA_VERSION, Journal, JournalError, open_readonly
+from rfqbot.journal import SCHEMA_VERSION, Journal, JournalError, JournalLocked, open_readonly
 
 log = structlog.get_logger(__name__)
+
+# The oldest schema the read commands understand: list/show/stats need v2's columns and views;
+# tail, export of events and verify read any version.
+READ_MIN_VERSION = 2
+UPGRADE_HINT = "start the daemon once (or run `rfqbot journal upgrade` with the daemon stopped) to upgrade"
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -31,14 +43,8 @@ def _check_exists(path: Path) -> None:
         raise JournalError(f"journal {path} is not a file; pass --journal PATH to the SQLite journal")
 
 
-def connect(path: str | os.PathLike[str], *, upgrade: bool = True) -> sqlite3.Connection:
-    """A read-only connection to an existing journal.
-
-    A journal of an older schema is upgraded in place first (what the daemon would do on start)
-    when ``upgrade`` is true; ``verify`` passes false, since an audit check must not change the
-    file it checks.
-    """
-    target = Path(path)
+def _open_checked(target: Path) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to an existing rfqbot journal this rfqbot is not too old for."""
     _check_exists(target)
     try:
         conn = open_readonly(target)
@@ -53,29 +59,53 @@ def connect(path: str | os.PathLike[str], *, upgrade: bool = True) -> sqlite3.Co
         conn.close()
         raise JournalError(f"journal {target} has schema version {version}, newer than this rfqbot "
                            f"({SCHEMA_VERSION}); use the rfqbot that wrote it")
-    if version < SCHEMA_VERSION and upgrade:
+    return conn, version
+
+
+def connect(path: str | os.PathLike[str], *, min_version: int = READ_MIN_VERSION) -> sqlite3.Connection:
+    """A read-only connection to an existing journal of schema ``min_version`` or later.
+
+    Never upgrades: a journal older than ``min_version`` is refused with what to do; one older
+    than this rfqbot but readable is read as it is, with a warning (its derived tables lack the
+    later projection fixes until it is upgraded).
+    """
+    target = Path(path)
+    conn, version = _open_checked(target)
+    if version < min_version:
         conn.close()
-        upgrade_in_place(target)
-        conn = open_readonly(target)
+        raise JournalError(f"journal {target} has schema v{version}, older than this command reads "
+                           f"(v{min_version}+); {UPGRADE_HINT}")
+    if version < SCHEMA_VERSION:
+        log.warning("journal.older_schema", path=str(target), version=version, current=SCHEMA_VERSION,
+                    fix=f"derived tables are as v{version} made them; {UPGRADE_HINT}")
     return conn
 
 
-def upgrade_in_place(path: str | os.PathLike[str]) -> int:
-    """Open the journal as its writer once (which migrates it); returns the new schema version."""
+def open_writer(path: str | os.PathLike[str], *, command: str) -> Journal:
+    """The journal as its writer, for maintenance (``command``: rebuild, prune, upgrade); it must
+    exist already. Refused while another process (the daemon) holds the writer lock."""
+    target = Path(path)
+    _open_checked(target)[0].close()
     try:
-        journal = Journal(path, SystemClock())
-    except (sqlite3.Error, OSError) as exc:
-        raise JournalError(f"journal {path} has an older schema and cannot be upgraded here ({exc}); run any "
-                           "rfqbot journal command as the user that owns it, or start the daemon once") from exc
+        return Journal(target, SystemClock())
+    except JournalLocked:
+        raise JournalError(f"journal {target} is in use by a running rfqbot (or another `rfqbot journal` "
+                           f"maintenance command): stop rfqbot first: systemctl stop rfqbot (or the rfqbot@NAME "
+                           f"instance), then run `rfqbot journal {command}` again; reading commands (list, show, "
+                           "tail, export, stats, verify) work while it runs") from None
+
+
+def upgrade_in_place(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Migrate the journal to this rfqbot's schema (as the daemon does at start); returns
+    (version before, version after). Refused while the daemon runs."""
+    target = Path(path)
+    conn, before = _open_checked(target)
+    conn.close()
+    journal = open_writer(target, command="upgrade")
     try:
-        log.warning("journal.upgraded", path=str(path), version=journal.schema_version)
-        return journal.schema_version
+        after = journal.schema_version
     finally:
         journal.close()
-
-
-def open_writer(path: str | os.PathLike[str]) -> Journal:
-    """The journal as a writer, for maintenance (rebuild, prune); it must exist already."""
-    target = Path(path)
-    _check_exists(target)
-    return Journal(target, SystemClock())
+    if after != before:
+        log.warning("journal.upgraded", path=str(target), version_before=before, version=after)
+    return before, after

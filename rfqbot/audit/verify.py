@@ -1,11 +1,20 @@
 """``rfqbot journal verify``: is this journal intact, and does every derived table match its events?
 
-Three checks, each naming the first bad row it finds:
+Checks, each naming the first bad row or object it finds:
 
-1. the hash chain over ``events`` (an edited, deleted or reordered row breaks it at its seq);
-2. ``PRAGMA integrity_check`` (the file itself: pages, indexes);
-3. the derived tables against a rebuild: the events are replayed into TEMP copies of the derived
+1. the hash chain over ``events`` (an edited, deleted or reordered row breaks it at its seq; a
+   chain that does not start at seq 1 or at a prune checkpoint lost its start);
+2. with ``--expect-head SEQ:HASH`` (a head recorded earlier, elsewhere): that row is still there
+   with that hash, so newest rows cut off or rewritten are caught;
+3. ``PRAGMA integrity_check`` (the file itself: pages, indexes);
+4. the schema: tables, indexes and views as this rfqbot creates them, no unknown triggers;
+5. the derived tables against a rebuild: the events are replayed into TEMP copies of the derived
    tables on the read-only connection and compared row by row, so checking writes nothing.
+
+All of it runs in ONE read transaction: the daemon may append while ``verify`` runs, and every
+check must see the same snapshot (else rows committed mid-check look like derived rows that a
+rebuild lacks). A journal of an older schema is not compared with this code's derived tables;
+that is a failed check saying how to upgrade, never a silent skip.
 
 A hash chain without an external anchor proves the rows are consistent with each other, not who
 wrote them: someone who rewrites every row from some point on and recomputes the hashes is not
@@ -21,8 +30,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from rfqbot.audit import schema_check
 from rfqbot.journal import SCHEMA_VERSION, apply_projection, verify_rows
-from rfqbot.projections import DERIVED_TABLES, EventRow
+from rfqbot.projections import DERIVED_TABLES, KIND_CHECKPOINT, EventRow
+
+UPGRADE_HINT = "start the daemon once (or run `rfqbot journal upgrade` with the daemon stopped), then verify again"
 
 # The columns that identify a row of each derived table, to name the first bad one.
 _KEYS = {"rfqs": ("rfq_id",), "quotes": ("quote_id",), "transitions": ("seq",), "decisions": ("seq",),
@@ -51,20 +63,58 @@ class VerifyReport:
         return all(c.ok for c in self.checks)
 
 
-def verify_connection(conn: sqlite3.Connection, path: str = "") -> VerifyReport:
-    """Run every check on a (read-only) connection."""
+def parse_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as ``verify`` prints it) -> (seq, hash); ValueError says the expected form."""
+    seq, sep, digest = text.strip().partition(":")
+    if not sep or not seq.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest.lower()):
+        raise ValueError(f"expected SEQ:HASH (e.g. 1234:{'ab' * 32}), got {text!r}")
+    return int(seq), digest.lower()
+
+
+def verify_connection(conn: sqlite3.Connection, path: str = "", *,
+                      expect_head: tuple[int, str] | None = None) -> VerifyReport:
+    """Run every check on a (read-only) connection, all in one read transaction (one snapshot)."""
+    saved = conn.isolation_level
+    conn.isolation_level = None  # we issue BEGIN/ROLLBACK ourselves; nothing is ever committed
+    conn.execute("BEGIN")
+    try:
+        return _verify(conn, path, expect_head)
+    finally:
+        conn.execute("ROLLBACK")  # also drops the TEMP shadows
+        conn.isolation_level = saved
+
+
+def _verify(conn: sqlite3.Connection, path: str, expect_head: tuple[int, str] | None) -> VerifyReport:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]  # the snapshot starts here
     head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     report = VerifyReport(path, version, count, head[0] if head else None, head[1] if head else None)
     report.checks.append(_check_chain(conn))
+    if expect_head is not None:
+        report.checks.append(_check_head(conn, *expect_head))
     report.checks.append(_check_integrity(conn))
-    if version == SCHEMA_VERSION:
-        report.checks.extend(_check_derived(conn))
-    else:
-        report.checks.append(Check("derived tables", True, f"not compared: schema v{version} is older than "
-                                   f"v{SCHEMA_VERSION}; they are rebuilt from events when the journal upgrades"))
+    if version != SCHEMA_VERSION:
+        report.checks.append(Check("schema version", False, f"schema v{version} is not this rfqbot's "
+                                   f"v{SCHEMA_VERSION}: the schema and derived tables cannot be compared with "
+                                   f"this code's; {UPGRADE_HINT}", {"schema_version": version}))
+        return report
+    diff = schema_check.compare(conn)
+    report.checks.append(_schema_result(diff))
+    report.checks.extend(_check_derived(conn, skip=schema_check.changed_tables(diff)))
     return report
+
+
+def _schema_result(diff: schema_check.SchemaDiff) -> Check:
+    extra = f" (also present, not rfqbot's: {', '.join(diff.extra)})" if diff.extra else ""
+    if diff.ok:
+        return Check("schema", True, "tables, indexes and views are as this rfqbot creates them" + extra)
+    problems = ([f"missing: {', '.join(diff.missing)}"] if diff.missing else []) + \
+               ([f"redefined: {', '.join(diff.changed)}"] if diff.changed else []) + \
+               ([f"unknown: {', '.join(diff.unknown_triggers)}"] if diff.unknown_triggers else [])
+    first = (diff.missing + diff.changed + diff.unknown_triggers)[0]
+    return Check("schema", False, "; ".join(problems) + extra + ": someone changed the schema by hand; derived "
+                 "tables and views are code (`rfqbot journal rebuild` with the daemon stopped recreates them), "
+                 "a trigger must be dropped by hand after finding out who added it", {"object": first})
 
 
 def _check_chain(conn: sqlite3.Connection) -> Check:
@@ -76,7 +126,10 @@ def _check_chain(conn: sqlite3.Connection) -> Check:
     row = conn.execute("SELECT seq, local_ms, kind, rfq_id FROM events WHERE seq >= ? ORDER BY seq LIMIT 1",
                        (bad,)).fetchone()
     missing = row is None or row[0] != bad
-    detail = (f"event seq {bad} is missing (deleted, or rows reordered)" if missing else
+    first = conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
+    detail = (f"the chain does not start at genesis: event seq {bad} is missing (the first event is seq "
+              f"{first}, not a prune checkpoint: deleted)" if missing and bad == 1 and first != 1 else
+              f"event seq {bad} is missing (deleted, or rows reordered)" if missing else
               f"event seq {bad} ({row[2]}) does not match its hash or the previous row: edited, inserted or "
               "reordered")
     return Check("hash chain", False, detail + "; everything from there on is unproven",
@@ -92,24 +145,44 @@ def _check_integrity(conn: sqlite3.Connection) -> Check:
                  + "; restore from a backup, or `sqlite3 journal.db .recover`", {"message": messages[0]})
 
 
-def _check_derived(conn: sqlite3.Connection) -> list[Check]:
-    """Replay events into TEMP shadows of the derived tables and compare."""
-    tables = [t for t in DERIVED_TABLES if conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone()]
+def _check_head(conn: sqlite3.Connection, seq: int, digest: str) -> Check:
+    """The head recorded earlier is still in the chain, unchanged (the chain check proves the rest)."""
+    name = "expected head"
+    row = conn.execute("SELECT hash, kind FROM events WHERE seq = ?", (seq,)).fetchone()
+    if row is not None and row[0] == digest:
+        return Check(name, True, f"event seq {seq} is there with the recorded hash")
+    if row is not None:
+        return Check(name, False, f"event seq {seq} has hash {row[0]}, not the recorded {digest}: rewritten since "
+                     "the head was recorded", {"seq": seq})
+    last, first = conn.execute("SELECT MAX(seq), MIN(seq) FROM events").fetchone()
+    if last is None or seq > last:
+        return Check(name, False, f"event seq {seq} is missing: the journal ends at seq {last}; rows after it "
+                     "were cut off (truncated) since the head was recorded", {"seq": seq, "present": False})
+    start = conn.execute("SELECT kind FROM events WHERE seq = ?", (first,)).fetchone()[0]
+    why = ("pruned (the chain starts at a prune checkpoint after it); compare with the export archived before "
+           "the prune" if start == KIND_CHECKPOINT and seq < first else "deleted")
+    return Check(name, False, f"event seq {seq} is missing: {why}", {"seq": seq, "present": False})
+
+
+def _check_derived(conn: sqlite3.Connection, *, skip: set[str] = frozenset()) -> list[Check]:  # type: ignore[assignment]
+    """Replay events into TEMP shadows of the derived tables (defined as the code defines them)
+    and compare. The caller holds the read transaction; its ROLLBACK drops the shadows."""
+    reference = schema_check.table_sql()
+    tables = [t for t in DERIVED_TABLES if t in reference and t not in skip]
+    checks = [Check(f"derived: {t}", False, f"{t} not compared: its definition is not this rfqbot's (see schema)",
+                    {"table": t}) for t in DERIVED_TABLES if t in skip]
     for table in tables:
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        conn.execute(re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TEMP TABLE ", sql, count=1, flags=re.I))
-    try:
-        # Unqualified names resolve to TEMP first, so the projection's SQL fills the shadows.
-        for row in conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload "
-                                "FROM main.events ORDER BY seq").fetchall():
-            apply_projection(conn, EventRow(*row[:7], json.loads(row[7])))
-        return [_compare(conn, table) for table in tables]
-    finally:
-        for table in tables:
-            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        conn.commit()
+        conn.execute(re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TEMP TABLE ", reference[table], count=1, flags=re.I))
+    # Unqualified names resolve to TEMP first, so the projection's SQL fills the shadows.
+    for row in conn.execute("SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload "
+                            "FROM main.events ORDER BY seq").fetchall():
+        try:
+            payload = json.loads(row[7])
+        except ValueError:
+            continue  # not JSON: the chain check names this row (its hash cannot match)
+        apply_projection(conn, EventRow(*row[:7], payload))
+    return checks + [_compare(conn, table) for table in tables]
 
 
 def _compare(conn: sqlite3.Connection, table: str) -> Check:

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 
-FINAL_STATUSES = ("successful", "expired", "cancelled", "declined", "failed")
-FILLED_STATUSES = ("accepted", "processing", "successful")
+from rfqbot.records import RfqStatus
+
+# The status words as the journal stores them (RfqStatus values); finality is the records' rule.
+FINAL_STATUSES = tuple(s.value for s in RfqStatus if s.is_final)
+FILLED_STATUSES = tuple(s.value for s in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL))
 
 _J = "json_extract(payload, '{}')"
 

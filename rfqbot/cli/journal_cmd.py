@@ -1,8 +1,10 @@
-"""``rfqbot journal list|show|tail|export|stats|verify|rebuild|prune``: audit the SQLite journal.
+"""``rfqbot journal list|show|tail|export|stats|verify|rebuild|prune|upgrade``: audit the journal.
 
 Every command takes ``--journal PATH`` (default: ``journal.path`` from ``--config``). Reads use a
-read-only connection, so they are safe while the daemon runs; ``rebuild`` and ``prune`` write
-through the journal's own code (the daemon may keep running: SQLite serialises the writers).
+read-only connection, so they are safe while the daemon runs, and never upgrade an older
+journal. ``rebuild``, ``prune`` and ``upgrade`` write through the journal's own code as its one
+writer: they hold one write transaction for as long as replaying every event takes, which would
+stall a running daemon, so they refuse to run while it holds the journal (stop it first).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 from rfqbot.audit import prune as prune_mod
 from rfqbot.audit import queries, reader, stats, timeparse
-from rfqbot.audit.verify import verify_connection
+from rfqbot.audit.verify import parse_head, verify_connection
 from rfqbot.cli.common import EXIT_OK, EXIT_VENUE, common_options
 from rfqbot.cli.output import cell, emit, ms_to_text, print_json, print_table
 from rfqbot.clock import SystemClock
@@ -33,12 +35,19 @@ def _time(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _head(text: str) -> tuple[int, str]:
+    try:
+        return parse_head(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(subparsers: Any) -> None:
     parent = argparse.ArgumentParser(add_help=False, parents=[common_options()])
     parent.add_argument("--journal", metavar="PATH", default=None,
                         help="journal file (default: journal.path from the config)")
     group = subparsers.add_parser("journal", help="audit the journal: list, show, tail, export, stats, verify, "
-                                                  "rebuild, prune")
+                                                  "rebuild, prune, upgrade")
     commands = group.add_subparsers(dest="journal_command", metavar="SUBCOMMAND", required=True)
 
     p = commands.add_parser("list", parents=[parent], help="own RFQs, newest first")
@@ -73,14 +82,21 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_stats)
 
     p = commands.add_parser("verify", parents=[parent],
-                            help="hash chain, integrity_check, derived tables == rebuild (exit 1 if not)")
+                            help="hash chain, integrity_check, schema, derived tables == rebuild (exit 1 if not)")
+    p.add_argument("--expect-head", type=_head, metavar="SEQ:HASH",
+                   help="a head printed by an earlier verify (kept elsewhere): fail if that row is gone or changed")
     p.set_defaults(func=cmd_verify)
 
-    p = commands.add_parser("rebuild", parents=[parent], help="regenerate the derived tables from events")
+    p = commands.add_parser("rebuild", parents=[parent], help="regenerate the derived tables from events "
+                                                              "(daemon stopped)")
     p.set_defaults(func=cmd_rebuild)
 
+    p = commands.add_parser("upgrade", parents=[parent], help="migrate an older journal to this rfqbot's schema "
+                                                              "(daemon stopped; the daemon also does it at start)")
+    p.set_defaults(func=cmd_upgrade)
+
     p = commands.add_parser("prune", parents=[parent], help="drop events before a date, keeping the chain "
-                                                            "verifiable (a checkpoint row stands for them)")
+                                                            "verifiable (daemon stopped; --dry-run any time)")
     p.add_argument("--before", type=_time, required=True, metavar="TIME", help=timeparse.HELP)
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
     p.set_defaults(func=cmd_prune)
@@ -213,7 +229,7 @@ def _print_events(as_json: bool) -> Callable[[list[dict[str, Any]]], None]:
 @_pipe_safe
 def cmd_tail(args: argparse.Namespace) -> int:
     printer = _print_events(_json(args))
-    with closing(reader.connect(journal_path(args))) as conn:
+    with closing(reader.connect(journal_path(args), min_version=1)) as conn:
         recent = queries.last_events(conn, args.lines)
         if recent:
             printer(recent)
@@ -232,7 +248,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 @_pipe_safe
 def cmd_export(args: argparse.Namespace) -> int:
-    with closing(reader.connect(journal_path(args))) as conn:
+    oldest = 1 if args.table == "events" else reader.READ_MIN_VERSION
+    with closing(reader.connect(journal_path(args), min_version=oldest)) as conn:
         try:
             names, data = queries.export_rows(conn, args.table, args.since)
         except ValueError as exc:
@@ -269,8 +286,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 @_pipe_safe
 def cmd_verify(args: argparse.Namespace) -> int:
     path = journal_path(args)
-    with closing(reader.connect(path, upgrade=False)) as conn:
-        report = verify_connection(conn, path)
+    with closing(reader.connect(path, min_version=1)) as conn:
+        report = verify_connection(conn, path, expect_head=args.expect_head)
     if _json(args):
         print_json({"ok": report.ok, "path": report.path, "schema_version": report.schema_version,
                     "events": report.events, "head_seq": report.head_seq, "head_hash": report.head_hash,
@@ -280,13 +297,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                     ("DETAIL", lambda c: c.detail)])
         print(f"\n{report.events} events, schema v{report.schema_version}; head seq {cell(report.head_seq)} "
               f"hash {cell(report.head_hash)}")
+        if report.head_seq is not None:
+            print(f"keep the head elsewhere; later: rfqbot journal verify --expect-head "
+                  f"{report.head_seq}:{report.head_hash}")
         print("journal verified" if report.ok else "JOURNAL FAILED VERIFICATION (see above)")
     return EXIT_OK if report.ok else EXIT_VENUE
 
 
 @_pipe_safe
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    journal = reader.open_writer(journal_path(args))
+    journal = reader.open_writer(journal_path(args), command="rebuild")
     try:
         count = journal.rebuild_projections()
     finally:
@@ -299,12 +319,30 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    before, after = reader.upgrade_in_place(journal_path(args))
+    if _json(args):
+        print_json({"schema_version_before": before, "schema_version": after})
+    elif before == after:
+        print(f"journal is already at schema v{after}; nothing to do")
+    else:
+        print(f"journal upgraded from schema v{before} to v{after} (derived tables rebuilt from events)")
+    return EXIT_OK
+
+
+@_pipe_safe
 def cmd_prune(args: argparse.Namespace) -> int:
-    journal = reader.open_writer(journal_path(args))
-    try:
-        plan = prune_mod.prune(journal, args.before, now_ms=SystemClock().now_ms(), dry_run=args.dry_run)
-    finally:
-        journal.close()
+    path = journal_path(args)
+    now_ms = SystemClock().now_ms()
+    if args.dry_run:  # reads only: no writer, fine while the daemon runs
+        with closing(reader.connect(path)) as conn:
+            plan = prune_mod.plan(conn, args.before, now_ms=now_ms)
+    else:
+        journal = reader.open_writer(path, command="prune")
+        try:
+            plan = prune_mod.prune(journal, args.before, now_ms=now_ms)
+        finally:
+            journal.close()
     if _json(args):
         print_json({"dry_run": args.dry_run, **plan.__dict__})
         return EXIT_OK

@@ -1,0 +1,98 @@
+"""The journal's hash chain: canonical JSON, row hashes, prune checkpoints, and the chain walk.
+
+Kept apart from ``rfqbot.journal`` (which re-exports these names) so the writer stays small and
+the rules an auditor must re-implement to check a journal independently are in one short file:
+
+- ``hash = sha256(prev_hash | canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id,
+  quote_id, payload]))`` with the payload as stored, and ``prev_hash`` of seq 1 = 64 zeros;
+- a prune checkpoint (only as the very first row) keeps the seq and hash of the last pruned row,
+  and a ``seal`` in its payload over its own fields (see ``checkpoint_seal``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Mapping
+
+from rfqbot.projections import KIND_CHECKPOINT
+
+GENESIS_HASH = "0" * 64
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"cannot journal a {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, Decimal as its exact string, enums as values."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_to_jsonable, ensure_ascii=False)
+
+
+def row_hash(prev_hash: str, seq: int, local_ms: int, venue_ms: int | None, source: str, kind: str,
+             rfq_id: str | None, quote_id: str | None, payload: str) -> str:
+    """sha256 over the previous hash and the row's canonical fields (payload as stored)."""
+    body = canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload])
+    return hashlib.sha256(f"{prev_hash}|{body}".encode("utf-8")).hexdigest()
+
+
+def checkpoint_seal(seq: int, local_ms: int, prev_hash: str, anchor_hash: str, payload: Mapping[str, Any]) -> str:
+    """The checkpoint's own integrity hash, over its fields and payload (without the seal).
+
+    A checkpoint's ``hash`` column must equal the hash of the last pruned row (the next row links
+    to it), so it cannot also be a hash of the checkpoint's content; the seal in the payload is.
+    """
+    body = canonical_json([seq, local_ms, prev_hash, anchor_hash, {k: v for k, v in payload.items() if k != "seal"}])
+    return hashlib.sha256(f"checkpoint|{body}".encode("utf-8")).hexdigest()
+
+
+def _checkpoint_ok(seq: int, local_ms: int, prev_hash: str, digest: str, payload_text: str) -> bool:
+    try:
+        payload = json.loads(payload_text)
+    except ValueError:
+        return False
+    return (isinstance(payload, dict) and payload.get("anchor_hash") == digest
+            and payload.get("pruned_to_seq") == seq
+            and payload.get("seal") == checkpoint_seal(seq, local_ms, prev_hash, digest, payload))
+
+
+def verify_rows(conn: sqlite3.Connection) -> int | None:
+    """Walk ``events`` in seq order recomputing the chain; the first bad (or missing) seq, or None.
+
+    The chain starts at seq 1 linked to the genesis hash, or at a checkpoint row left by pruning
+    (only as the very first row): its sealed payload vouches for the hash the next row links to.
+    A first row that is neither means the start was deleted: seq 1 is reported missing.
+    """
+    prev = GENESIS_HASH
+    expected_seq: int | None = None
+    for seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, digest in conn.execute(
+            "SELECT seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, hash "
+            "FROM events ORDER BY seq"):
+        if expected_seq is None and kind == KIND_CHECKPOINT:
+            if not _checkpoint_ok(seq, local_ms, prev_hash, digest, payload):
+                return seq
+        elif expected_seq is None and seq > 1:
+            return 1
+        elif expected_seq is not None and seq != expected_seq:
+            return expected_seq
+        elif prev_hash != prev or row_hash(prev, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
+                                           payload) != digest:
+            return seq
+        prev, expected_seq = digest, seq + 1
+    return None
