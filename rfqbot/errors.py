@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 EX_CONFIG = 78  # sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus keys on it
 
 
@@ -45,13 +47,21 @@ class VenueError(RfqbotError):
 
 
 class RateLimited(RfqbotError):
-    """HTTP 429: every request to this venue pauses until ``retry_after_s`` has passed."""
+    """HTTP 429: every request to this venue pauses until ``retry_after_s`` has passed.
+
+    The message speaks for a long-running process (the daemon's logs); a one-shot command
+    says ``cli_message()`` instead, since nothing of it is still running to pause.
+    """
 
     def __init__(self, retry_after_s: float, endpoint: str = "") -> None:
         self.retry_after_s = retry_after_s
         self.endpoint = endpoint
         super().__init__(f"{endpoint}: rate limited by the venue (HTTP 429); all requests pause "
                          f"for {retry_after_s:.0f} s")
+
+    def cli_message(self) -> str:
+        """What a one-shot command tells its user: how long to wait before the next one."""
+        return f"rate limited: wait {math.ceil(self.retry_after_s)} s before the next command"
 
 
 class Banned(RfqbotError):
@@ -71,10 +81,13 @@ class OutcomeUnknown(RfqbotError):
     automatically: the journal records it and reconciliation asks the venue what happened.
     """
 
-    def __init__(self, endpoint: str, reason: str) -> None:
+    def __init__(self, endpoint: str, reason: str, *, client_order_id: str | None = None) -> None:
         self.endpoint = endpoint
         self.reason = reason
-        super().__init__(f"{endpoint}: outcome unknown ({reason}); not retried, will reconcile "
+        # create-rfq: the id to look the RFQ up by, since the venue's rfqId never came back
+        self.client_order_id = client_order_id
+        about = f" of client order id {client_order_id}" if client_order_id else ""
+        super().__init__(f"{endpoint}: outcome{about} unknown ({reason}); not retried, will reconcile "
                          "from the venue's RFQ history")
 
 

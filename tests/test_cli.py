@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 import types
 
@@ -78,9 +79,55 @@ def test_rfq_create_outcome_unknown_exits_1_with_hint(config: str, capsys, venue
     code, out, err = run(capsys, "rfq", "create", "--buy", "BTC", "--sell", "USDT", "--sell-amount", "5",
                          "--mode", "delayed", "--config", config)
     assert code == 1 and out == ""
-    assert err.startswith("rfqbot: error: /api/v1/market-place/create-rfq: outcome unknown")
-    assert "rfqbot rfq list" in err and "Traceback" not in err
-    assert len(venue.calls()) == 1
+    [call] = venue.calls()
+    sent = call.params["rfqClOrderId"]
+    assert re.fullmatch(r"rfqbot-[0-9a-f]{20}", sent)
+    assert err.startswith(f"rfqbot: error: /api/v1/market-place/create-rfq: outcome of client order id {sent} "
+                          "unknown")
+    assert err.rstrip().endswith(f"Check with: rfqbot rfq list --client-id {sent}") and "Traceback" not in err
+
+
+def test_rfq_list_by_client_id_follows_up_an_unknown_outcome(config: str, capsys, venue: FakeVenue) -> None:
+    code, _, err = run(capsys, "rfq", "list", "--client-id", "rfqbot-0123", "--config", config)
+    assert code == 0, err
+    assert venue.calls()[0].params["rfqClOrderId"] == "rfqbot-0123"
+
+
+def test_rate_limit_message_is_for_a_one_shot_command(config: str, capsys, venue: FakeVenue) -> None:
+    venue.script("GET", "/api/v1/market-place/get-pairs", 429, {"code": "-1003", "msg": "Too many requests"},
+                 headers={"Retry-After": "7"})
+    code, out, err = run(capsys, "pairs", "--config", config)
+    assert code == 1 and out == ""
+    assert err.strip() == "rfqbot: error: rate limited: wait 7 s before the next command"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rfq", "quotes", ""], "argument RFQ_ID: RFQ_ID must not be empty"),
+    (["rfq", "accept", " ", "Q1"], "argument RFQ_ID: RFQ_ID must not be empty"),
+    (["rfq", "decline", "R1", ""], "argument QUOTE_ID: QUOTE_ID must not be empty"),
+    (["rfq", "list", "--limit", "0"], "argument --limit: 0 is outside 1..1000 (the venue's page size)"),
+    (["rfq", "list", "--limit", "1001"], "argument --limit: 1001 is outside 1..1000 (the venue's page size)"),
+    (["rfq", "list", "--limit", "ten"], "argument --limit: 'ten' is not a whole number"),
+    (["rfq", "list", "--since", "91d"], "argument --since: '91d' is more than the 90 days the venue keeps; use at "
+                                        "most 90d"),
+    (["rfq", "list", "--status", "done"], "argument --status: invalid choice: 'done' (choose from 'new', "
+                                          "'accepted', 'processing', 'successful', 'expired', 'cancelled', "
+                                          "'declined', 'manual-order', 'manual-order-confirmation', 'failed')"),
+    (["rfq", "create", "--buy", "BTC", "--sell", "USDT", "--sell-amount", "5", "--mode", "delayed",
+      "--client-id", ""], "argument --client-id: --client-id must not be empty"),
+])
+def test_client_side_validation_is_a_usage_error(config: str, capsys, venue: FakeVenue, argv: list[str],
+                                                 message: str) -> None:
+    code, out, err = run(capsys, *argv, "--config", config)
+    assert code == 2 and out == "" and venue.calls() == []
+    assert err.strip().splitlines()[-1].endswith(f"error: {message}")
+
+
+def test_ninety_days_and_a_thousand_rows_are_allowed(config: str, capsys, venue: FakeVenue) -> None:
+    code, _, err = run(capsys, "rfq", "list", "--since", "90d", "--limit", "1000", "--config", config)
+    assert code == 0, err
+    params = venue.calls()[0].params
+    assert int(params["endTime"]) - int(params["startTime"]) == 90 * 86_400_000 and params["limit"] == "1000"
 
 
 def test_rfq_list(config: str, capsys, venue: FakeVenue) -> None:

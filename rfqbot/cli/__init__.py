@@ -14,7 +14,7 @@ from typing import Sequence
 
 from rfqbot import __version__
 from rfqbot.cli.common import EXIT_CONFIG, EXIT_USAGE, EXIT_VENUE
-from rfqbot.errors import ConfigError, OutcomeUnknown, RfqbotError
+from rfqbot.errors import ConfigError, OutcomeUnknown, RateLimited, RfqbotError
 
 # Modules with register(subparsers); imported in this order, so help lists them in it.
 COMMAND_MODULES = [
@@ -70,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_CONFIG
     except OutcomeUnknown as exc:
-        _error(f"{exc}. Check with: rfqbot rfq list --since 1h")
+        check = (f"rfqbot rfq list --client-id {exc.client_order_id}" if exc.client_order_id
+                 else "rfqbot rfq list --since 1h")
+        _error(f"{exc}. Check with: {check}")
+        return EXIT_VENUE
+    except RateLimited as exc:   # the daemon's wording ("all requests pause") is for its logs
+        _error(exc.cli_message())
         return EXIT_VENUE
     except RfqbotError as exc:
         _error(str(exc))

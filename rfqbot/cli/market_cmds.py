@@ -8,8 +8,15 @@ from typing import Any
 
 from rfqbot.cli.common import EXIT_OK, common_options, marketplace
 from rfqbot.cli.output import emit, ms_to_text
+from rfqbot.clock import DAY_MS
 from rfqbot.config import parse_duration
-from rfqbot.records import QuoteMode
+from rfqbot.errors import OutcomeUnknown
+from rfqbot.marketplace import new_client_order_id
+from rfqbot.records import QuoteMode, RfqStatus
+
+HISTORY_MAX_DAYS = 90         # the venue's rfqs history keeps createTime filters within 90 days
+HISTORY_MAX_LIMIT = 1000      # and pages at most 1000 rows
+STATUS_WORDS = [status.value for status in RfqStatus if status is not RfqStatus.UNKNOWN]
 
 PAIR_COLUMNS = [
     ("PAIR", lambda p: p.name), ("STATUS", lambda p: p.trading_status),
@@ -54,11 +61,38 @@ def _expire_sec(text: str) -> int:
     return value
 
 
-def _duration(text: str) -> int:
+def _since(text: str) -> int:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0, e.g. 24h")
+    if seconds * 1000 > HISTORY_MAX_DAYS * DAY_MS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the {HISTORY_MAX_DAYS} days the venue "
+                                         f"keeps; use at most {HISTORY_MAX_DAYS}d")
+    return seconds
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= HISTORY_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..{HISTORY_MAX_LIMIT} (the venue's page size)")
+    return value
+
+
+def _identifier(what: str) -> Any:
+    """A parser for an id argument: non-empty text, surrounding blanks removed."""
+    def parse(text: str) -> str:
+        value = text.strip()
+        if not value:
+            raise argparse.ArgumentTypeError(f"{what} must not be empty")
+        return value
+    parse.__name__ = what   # argparse names the type in its messages
+    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -75,24 +109,28 @@ def register(subparsers: Any) -> None:
     create.add_argument("--sell-amount", required=True, type=_amount, help="amount of --sell to sell")
     create.add_argument("--mode", required=True, choices=["real-time", "delayed"], help="settlement mode")
     create.add_argument("--expire-sec", type=_expire_sec, default=None, help="RFQ validity, 600..3600 s")
-    create.add_argument("--client-id", default=None, help="your own RFQ id (generated when absent)")
+    create.add_argument("--client-id", default=None, type=_identifier("--client-id"),
+                        help="your own RFQ id (generated and printed when absent)")
     create.set_defaults(func=cmd_create)
 
     listing = actions.add_parser("list", parents=[common], help="RFQ history")
-    listing.add_argument("--status", default=None, help="only RFQs in this status (new, successful, ...)")
-    listing.add_argument("--since", type=_duration, default=24 * 3600, metavar="DURATION",
+    listing.add_argument("--status", default=None, choices=STATUS_WORDS, metavar="STATUS",
+                         help=f"only RFQs in this status: {', '.join(STATUS_WORDS)}")
+    listing.add_argument("--since", type=_since, default=24 * 3600, metavar="DURATION",
                          help="how far back, e.g. 30m, 24h, 7d (default 24h; the venue keeps 90 days)")
-    listing.add_argument("--limit", type=int, default=None, help="at most this many rows (venue max 1000)")
+    listing.add_argument("--limit", type=_limit, default=None, help="at most this many rows, 1..1000")
+    listing.add_argument("--client-id", default=None, type=_identifier("--client-id"),
+                         help="only the RFQ with this client order id")
     listing.set_defaults(func=cmd_list)
 
     quotes = actions.add_parser("quotes", parents=[common], help="active quotes of an RFQ")
-    quotes.add_argument("rfq_id")
+    quotes.add_argument("rfq_id", type=_identifier("RFQ_ID"), metavar="RFQ_ID")
     quotes.set_defaults(func=cmd_quotes)
 
     for name, helptext in (("accept", "accept a quote"), ("decline", "decline a manual quote")):
         parser = actions.add_parser(name, parents=[common], help=helptext)
-        parser.add_argument("rfq_id")
-        parser.add_argument("quote_id")
+        parser.add_argument("rfq_id", type=_identifier("RFQ_ID"), metavar="RFQ_ID")
+        parser.add_argument("quote_id", type=_identifier("QUOTE_ID"), metavar="QUOTE_ID")
         parser.set_defaults(func=cmd_answer, answer=name)
 
 
@@ -106,8 +144,13 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.buy == args.sell:
         raise argparse.ArgumentTypeError("--buy and --sell must differ")
     with marketplace(args) as market:
-        rfq = market.create_rfq(args.buy, args.sell, args.sell_amount, QuoteMode(args.mode),
-                                expire_sec=args.expire_sec, client_order_id=args.client_id)
+        # Chosen here, not in MarketPlace, so that the user holds it even when the answer is lost.
+        client_id = args.client_id or new_client_order_id(market.client_id_prefix)
+        try:
+            rfq = market.create_rfq(args.buy, args.sell, args.sell_amount, QuoteMode(args.mode),
+                                    expire_sec=args.expire_sec, client_order_id=client_id)
+        except OutcomeUnknown as exc:
+            raise OutcomeUnknown(exc.endpoint, exc.reason, client_order_id=client_id) from exc
         emit(getattr(args, "json", False), rfq, RFQ_COLUMNS)
     return EXIT_OK
 
@@ -115,7 +158,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     with marketplace(args) as market:
         end = market.venue_clock.now_ms()
-        rows = market.rfq_history(start_ms=end - args.since * 1000, end_ms=end, status=args.status, limit=args.limit)
+        rows = market.rfq_history(start_ms=end - args.since * 1000, end_ms=end, status=args.status, limit=args.limit,
+                                  client_order_id=args.client_id)
         emit(getattr(args, "json", False), rows, RFQ_COLUMNS, empty="(no RFQs in this window)")
     return EXIT_OK
 
