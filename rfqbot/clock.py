@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Protocol
 
+DAY_MS = 86_400_000   # one day in the integer milliseconds rfqbot keeps every time in
+
 
 class Clock(Protocol):
     def now_ms(self) -> int:

@@ -102,3 +102,15 @@ def pair_from_json(d: Mapping[str, Any]) -> Pair:
         max_quote=to_decimal(d.get("maxTradeQuoteQuantity"), "maxTradeQuoteQuantity"),
         trading_status=to_text(d.get("tradingStatus")) or "UNKNOWN",
     )
+
+
+def server_time_from_json(body: Any) -> int:
+    """``serverTime`` of ``GET /api/v1/time``: integer milliseconds, as documented.
+
+    Parsed like ``RestClient.sync_clock`` does (``to_int``, no seconds-vs-ms guess), so that
+    ``MarketPlace.server_time()`` and the measured clock offset can never disagree.
+    """
+    value = to_int(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
+    if value is None:
+        raise NormaliseError("response has no serverTime")
+    return value

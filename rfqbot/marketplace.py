@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import structlog
 
-from rfqbot.clock import Clock, VenueClock
-from rfqbot.config import Credentials
-from rfqbot.decode import pair_from_json, quote_from_json, rfq_from_json
+from rfqbot.clock import DAY_MS, Clock, VenueClock
+from rfqbot.credentials import Credentials
+from rfqbot.decode import pair_from_json, quote_from_json, rfq_from_json, server_time_from_json
 from rfqbot.errors import Banned, TransportError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_ms, to_status, to_text
@@ -27,7 +27,6 @@ from rfqbot.venues import VenueProfile
 
 log = structlog.get_logger(__name__)
 
-DAY_MS = 24 * 3600 * 1000
 CREATE_RFQ = "/api/v1/market-place/create-rfq"
 ACCEPT_QUOTE = "/api/v1/market-place/accept-quote"
 GET_PAIRS = "/api/v1/market-place/get-pairs"
@@ -94,12 +93,9 @@ class MarketPlace:
     def server_time(self) -> int:
         body = self.rest.request("GET", "/api/v1/time", signed=False)
         try:
-            value = to_ms(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
+            return server_time_from_json(body)
         except NormaliseError as exc:
-            raise TransportError("/api/v1/time", str(exc)) from None
-        if value is None:
-            raise TransportError("/api/v1/time", "response has no serverTime")
-        return value
+            raise TransportError("/api/v1/time", f"bad serverTime: {exc}") from None
 
     def ping(self) -> None:
         self.rest.request("GET", "/api/v1/ping", signed=False)

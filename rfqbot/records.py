@@ -46,6 +46,8 @@ class RfqStatus(str, Enum):
 _FINAL_STATUSES = frozenset(
     {RfqStatus.SUCCESSFUL, RfqStatus.EXPIRED, RfqStatus.CANCELLED, RfqStatus.DECLINED, RfqStatus.FAILED}
 )
+# The same set as words, for SQL and other text (``status NOT IN (...)``): derived, never retyped.
+FINAL_STATUS_WORDS: tuple[str, ...] = tuple(status.value for status in RfqStatus if status in _FINAL_STATUSES)
 
 
 class QuoteMode(str, Enum):

@@ -16,10 +16,11 @@ from typing import Any, Mapping
 
 import structlog
 
+from rfqbot.clock import DAY_MS  # noqa: F401 - also imported from here by engine.py
+
 log = structlog.get_logger(__name__)
 
 MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)

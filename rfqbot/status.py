@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from rfqbot.clock import DAY_MS
 from rfqbot.journal import open_readonly
-
-DAY_MS = 86_400_000
+from rfqbot.records import FINAL_STATUS_WORDS
 STATUS_FILE_VERSION = 1
 
 
@@ -131,9 +131,10 @@ def journal_counts(path: str | Path, now_ms: int) -> JournalCounts:
         counts.error = f"cannot open journal {path} read-only: {exc}; run as the service user or root"
         return counts
     try:
+        final = ", ".join("?" * len(FINAL_STATUS_WORDS))
         counts.open_rfqs = conn.execute(
-            "SELECT COUNT(*) FROM rfqs WHERE own = 1 AND (status IS NULL OR status NOT IN "
-            "('successful', 'expired', 'cancelled', 'declined', 'failed'))").fetchone()[0]
+            f"SELECT COUNT(*) FROM rfqs WHERE own = 1 AND (status IS NULL OR status NOT IN ({final}))",
+            FINAL_STATUS_WORDS).fetchone()[0]
         counts.accepts_outstanding = conn.execute(
             "SELECT COUNT(*) FROM rfqs WHERE own = 1 AND accept_state = 'outstanding'").fetchone()[0]
         counts.unknown_outcomes = [row[0] for row in conn.execute(

@@ -126,3 +126,28 @@ def test_time_ping_account(mp: MarketPlace, venue: FakeVenue) -> None:
 def test_new_client_order_id_is_unique() -> None:
     ids = {new_client_order_id("x") for _ in range(100)}
     assert len(ids) == 100 and all(i.startswith("x-") for i in ids)
+
+
+@pytest.mark.parametrize("server_time", [SERVER_TIME_MS, 1764645641, "1764645641393"])
+def test_server_time_reads_serverTime_exactly_as_the_clock_sync_does(mp: MarketPlace, venue: FakeVenue,
+                                                                     server_time: object) -> None:
+    """One reading of serverTime: the value server_time() returns is the one the offset is built on."""
+    venue.script("GET", "/api/v1/time", 200, {"serverTime": server_time}, times=2)
+    offset = mp.sync_clock()
+    assert mp.server_time() == mp.rest.clock.now_ms() + offset == int(server_time)
+
+
+def test_server_time_without_serverTime_is_a_transport_error(mp: MarketPlace, venue: FakeVenue) -> None:
+    venue.script("GET", "/api/v1/time", 200, {"time": 1})
+    with pytest.raises(TransportError, match="bad serverTime: response has no serverTime"):
+        mp.server_time()
+
+
+def test_marketplace_does_not_load_the_config_schema() -> None:
+    """Credentials come from rfqbot.credentials: a MarketPlace needs no pydantic config tree."""
+    import subprocess
+    import sys
+
+    code = "import sys, rfqbot.marketplace; print('rfqbot.config' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -7,13 +7,14 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rfqbot.config import Settings, load_config, load_credentials
+from rfqbot.errors import EX_CONFIG
 from rfqbot.logs import configure_logging
 from rfqbot.marketplace import MarketPlace
 
 EXIT_OK = 0
 EXIT_VENUE = 1
 EXIT_USAGE = 2
-EXIT_CONFIG = 78
+EXIT_CONFIG = EX_CONFIG   # one definition: rfqbot.errors
 
 
 def common_options() -> argparse.ArgumentParser:
