@@ -124,3 +124,102 @@ def test_audit_lookups_use_an_index(tmp_path: Path, sql: str, index: str) -> Non
         assert index in plan, plan
     finally:
         journal.close()
+
+
+# --- schema v3: projection fixes, applied to older journals by replaying events -------------------
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "journal_v2.sql"
+R3 = "MP700000000000000021"
+
+
+def v2_journal(tmp_path: Path) -> Path:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(FIXTURE_V2.read_text())
+    conn.close()
+    return path
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_v2_fixture_has_the_v2_defects(tmp_path: Path) -> None:
+    path = v2_journal(tmp_path)
+    assert _rows(path, "PRAGMA user_version") == [(2,)]
+    assert _rows(path, "SELECT lp_name, submitted_ms, rank FROM quotes WHERE quote_id = 'MPQ4'") == [(None, None, None)]
+    assert _rows(path, "SELECT rfq_id FROM venue_calls WHERE endpoint LIKE '%rfq-active%'") == [(None,)]
+
+
+def test_v2_journal_upgrades_to_v3_and_gets_the_fixes(tmp_path: Path) -> None:
+    path = v2_journal(tmp_path)
+    before = _events(path)
+    journal = Journal(path, FakeClock())
+    try:
+        assert journal.schema_version == 3
+        assert _events(path) == before
+        quote = journal.query("SELECT lp_name, submitted_ms, rank, source FROM quotes WHERE quote_id = 'MPQ4'")
+        assert quote == [{"lp_name": "WX", "submitted_ms": 1_760_000_000_400, "rank": 1, "source": "rfq-active"}]
+        calls = journal.query("SELECT rfq_id FROM venue_calls WHERE endpoint LIKE '%rfq-active%'")
+        assert calls == [{"rfq_id": R3}]
+        timeline = journal.query("SELECT kind FROM rfq_timeline WHERE rfq_id = ? AND kind = 'venue.call'", (R3,))
+        assert len(timeline) == 1  # `journal show` lists the rfq-active call now
+    finally:
+        journal.close()
+    conn = connect(path)
+    try:
+        report = verify_connection(conn)
+        assert report.ok, [c.detail for c in report.checks if not c.ok]
+    finally:
+        conn.close()
+
+
+def test_a_later_source_without_lp_keeps_what_an_earlier_one_said(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    best = {"quote_id": "Q1", "rfq_id": "R1", "lp_name": "WX", "price": "100", "rank": 1, "mode": "real-time",
+            "manual": True, "submitted_ms": 5, "expires_ms": 60}
+    rest = {**best, "lp_name": None, "submitted_ms": None, "rank": 2, "mode": "unknown", "manual": False,
+            "price": "101"}
+    try:
+        journal.append("frame.best_quotes", source="private", rfq_id="R1", payload={"quotes": [best]})
+        journal.append("reconcile.active_quotes", source="reconcile", rfq_id="R1", payload={"quotes": [rest]})
+        row = journal.query("SELECT lp_name, submitted_ms, rank, mode, manual, price, source FROM quotes")
+        # what REST said wins (rank, price); what it lacks or defaults keeps the bestQuote value
+        assert row == [{"lp_name": "WX", "submitted_ms": 5, "rank": 2, "mode": "real-time", "manual": 1,
+                        "price": "101", "source": "rfq-active"}]
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(("endpoint", "rfq_id"), [
+    ("/api/v1/market-place/rfq-active/MP1", "MP1"),
+    ("/api/v1/market-place/rfq-active/MP%201%2F2", "MP 1/2"),
+    ("/api/v1/market-place/rfq-active/", None),
+    ("/api/v1/market-place/rfqs", None),
+])
+def test_venue_call_rfq_id_from_the_path(tmp_path: Path, endpoint: str, rfq_id: str | None) -> None:
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    try:
+        journal.append("venue.call", source="rest", payload={"method": "GET", "endpoint": endpoint, "params": {},
+                                                             "outcome": "ok"})
+        assert journal.query("SELECT rfq_id FROM venue_calls") == [{"rfq_id": rfq_id}]
+    finally:
+        journal.close()
+
+
+def test_a_failed_v3_upgrade_leaves_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = v2_journal(tmp_path)
+
+    def broken(conn: sqlite3.Connection) -> None:
+        journal_mod.replay_events(conn)
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    monkeypatch.setitem(journal_mod._MIGRATIONS, 3, broken)
+    with pytest.raises(sqlite3.OperationalError):
+        Journal(path, FakeClock())
+    assert _rows(path, "PRAGMA user_version") == [(2,)]
+    assert _rows(path, "SELECT lp_name FROM quotes WHERE quote_id = 'MPQ4'") == [(None,)]
