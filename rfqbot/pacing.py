@@ -2,8 +2,8 @@
 
 The venue limits each API key to 2 requests/s for queries and 10 requests/s for order-type
 calls; answering 429 means "stop for a minute" and ignoring that earns a 418 IP ban. Pacing
-here keeps normal operation below the limits, and the pause/ban state makes sure that once the
-venue says stop, no client of that key sends anything until it may.
+here keeps normal operation below the limits; the 429 pause stops every client of that key,
+and a 418 (an IP ban) stops every client of the process, whatever its key.
 """
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ from typing import Literal
 
 import structlog
 
-from rfqbot.clock import Clock
+from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, RateLimited
 
 log = structlog.get_logger(__name__)
 
 CallKind = Literal["query", "order"]
 WINDOW_S = 1.0
-# A little slack on the window so that our "one second later" is after the venue's too.
-_WINDOW_SLACK_S = 0.02
+# The venue counts requests by when they *arrive*; we can only time when they leave. Two
+# requests one window apart on our side arrive less than a window apart when the first was
+# slower in transit than the second, so the slack must cover the spread of one-way latency
+# (jitter, a retransmit, TLS record timing), not clock granularity. 100 ms covers ordinary
+# internet jitter to the venue and costs at most 10 % of the query rate; a 429 in normal
+# operation is a bug (and a second one earns a 418 IP ban), so we pay that gladly.
+WINDOW_SLACK_S = 0.1
 
 
 class SlidingWindow:
@@ -40,20 +45,22 @@ class SlidingWindow:
         """Book the earliest allowed send time at or after ``now`` and return it."""
         at = now
         if len(self._sent) >= self.limit:
-            at = max(now, self._sent[-self.limit] + WINDOW_S + _WINDOW_SLACK_S)
+            at = max(now, self._sent[-self.limit] + WINDOW_S + WINDOW_SLACK_S)
         self._sent.append(at)
         while len(self._sent) > self.limit:
             self._sent.popleft()
         return at
 
 
-class RateGate:
-    """Pacing windows plus the 429 pause and the 418 ban for one API key."""
+class IpBan:
+    """The venue's 418: this *IP address* is banned, so every API key of the process is.
 
-    def __init__(self, clock: Clock, query_per_s: int = 2, order_per_s: int = 10) -> None:
-        self.clock = clock
-        self._windows = {"query": SlidingWindow(query_per_s), "order": SlidingWindow(order_per_s)}
-        self._paused_until = 0.0
+    One flag per process on the real clock (a ``FakeClock`` stands for a simulated process of
+    its own); once set it stays until the process restarts, because only a human may decide
+    that the ban has lapsed and its cause is fixed.
+    """
+
+    def __init__(self) -> None:
         self._banned = False
         self._lock = threading.Lock()
 
@@ -62,6 +69,52 @@ class RateGate:
         with self._lock:
             return self._banned
 
+    def set(self) -> None:
+        with self._lock:
+            self._banned = True
+
+    def lift(self) -> None:
+        """Tests only: forget the ban."""
+        with self._lock:
+            self._banned = False
+
+
+_PROCESS_BAN = IpBan()
+_bans: "weakref.WeakKeyDictionary[object, IpBan]" = weakref.WeakKeyDictionary()
+_bans_lock = threading.Lock()
+
+
+def lift_process_ban() -> None:
+    """Tests only: a test that met a real-clock 418 must not ban the tests after it."""
+    _PROCESS_BAN.lift()
+
+
+def ban_for(clock: Clock) -> IpBan:
+    """The process-wide ban; a ``FakeClock`` (a simulated process) gets its own."""
+    if isinstance(clock, SystemClock):
+        return _PROCESS_BAN
+    with _bans_lock:
+        ban = _bans.get(clock)
+        if ban is None:
+            ban = _bans[clock] = IpBan()
+        return ban
+
+
+class RateGate:
+    """Pacing windows and the 429 pause for one API key, plus the process's 418 ban."""
+
+    def __init__(self, clock: Clock, query_per_s: int = 2, order_per_s: int = 10,
+                 ip_ban: IpBan | None = None) -> None:
+        self.clock = clock
+        self._windows = {"query": SlidingWindow(query_per_s), "order": SlidingWindow(order_per_s)}
+        self._paused_until = 0.0
+        self._ip_ban = ip_ban or ban_for(clock)
+        self._lock = threading.Lock()
+
+    @property
+    def banned(self) -> bool:
+        return self._ip_ban.banned
+
     def paused_for(self) -> float:
         """Seconds left of a 429 pause (0 when not paused)."""
         with self._lock:
@@ -69,9 +122,9 @@ class RateGate:
 
     def check(self, endpoint: str) -> None:
         """Raise ``Banned`` or ``RateLimited`` if nothing may be sent now."""
+        if self._ip_ban.banned:
+            raise Banned(endpoint, "earlier in this process")
         with self._lock:
-            if self._banned:
-                raise Banned(endpoint, "earlier in this process")
             left = self._paused_until - self.clock.monotonic()
         if left > 0:
             raise RateLimited(left, endpoint)
@@ -91,8 +144,8 @@ class RateGate:
             self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
 
     def ban(self) -> None:
-        with self._lock:
-            self._banned = True
+        """A 418: the IP is banned, so every gate of this process stops (not only this key's)."""
+        self._ip_ban.set()
 
 
 _gates: "weakref.WeakKeyDictionary[object, dict[str, RateGate]]" = weakref.WeakKeyDictionary()

@@ -16,6 +16,7 @@ from rfqbot.clock import FakeClock
 from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
 from rfqbot.logs import configure_logging, forget_secrets, register_secret
+from rfqbot.pacing import WINDOW_SLACK_S
 from rfqbot.rest import RestClient, venue_code
 from rfqbot.venues import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
@@ -81,7 +82,7 @@ def test_queries_are_paced_at_two_per_second(venue: FakeVenue) -> None:
     client.request("GET", PAIRS)
     assert clock.monotonic() == start  # a burst of two is allowed
     client.request("GET", PAIRS)
-    assert 1.0 <= clock.monotonic() - start < 1.1  # the third waits for the window
+    assert clock.monotonic() - start == pytest.approx(1.0 + WINDOW_SLACK_S)  # the third waits for the window
     assert len(venue.calls()) == 3
 
 
@@ -95,7 +96,7 @@ def test_orders_are_paced_at_ten_per_second_independently_of_queries(venue: Fake
         accept(client)
     assert clock.monotonic() == start
     accept(client)
-    assert 1.0 <= clock.monotonic() - start < 1.1
+    assert clock.monotonic() - start == pytest.approx(1.0 + WINDOW_SLACK_S)
 
 
 def test_clients_of_one_key_share_pacing(venue: FakeVenue) -> None:
