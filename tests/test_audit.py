@@ -13,10 +13,11 @@ import pytest
 
 from rfqbot.audit import queries
 from rfqbot.audit.prune import DAY_MS, prune
+from rfqbot.audit.prune import plan as prune_plan
 from rfqbot.audit.reader import connect
 from rfqbot.audit.stats import improvement_bps, percentile
 from rfqbot.audit.timeparse import parse_time
-from rfqbot.audit.verify import verify_connection
+from rfqbot.audit.verify import parse_head, verify_connection
 from rfqbot.clock import FakeClock
 from rfqbot.journal import Journal, JournalError
 
@@ -104,6 +105,75 @@ def test_derived_table_edit_is_named_and_events_untouched(made) -> None:
     assert "is missing" in bad[0].detail
 
 
+def test_deleting_the_first_row_says_the_chain_lost_its_start(made) -> None:
+    journal, _ = made
+    _raw(journal.path).execute("DELETE FROM events WHERE seq = 1")
+    chain = _chain(_report(journal.path))
+    assert not chain.ok and chain.first_bad == {"seq": 1, "present": False}
+    assert "does not start at genesis" in chain.detail and "first event is seq 2" in chain.detail
+
+
+def _failed(report) -> dict[str, str]:
+    return {c.name: c.detail for c in report.checks if not c.ok}
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    ("DROP VIEW fills; CREATE VIEW fills AS SELECT * FROM rfqs WHERE 0", "redefined: view fills"),
+    ("DROP VIEW lp_performance", "missing: view lp_performance"),
+    ("DROP TABLE stream_sessions", "missing: table stream_sessions"),
+    ("ALTER TABLE quotes ADD COLUMN note TEXT", "redefined: table quotes"),
+    ("DROP INDEX idx_events_rfq", "missing: index idx_events_rfq"),
+    ("CREATE TRIGGER hide AFTER INSERT ON decisions BEGIN DELETE FROM decisions WHERE action = 'accept'; END",
+     "unknown: trigger hide"),
+])
+def test_verify_detects_schema_changed_by_hand(made, sql: str, named: str) -> None:
+    journal, _ = made
+    _raw(journal.path).executescript(sql)
+    failed = _failed(_report(journal.path))
+    assert named in failed.get("schema", ""), failed
+
+
+def test_verify_tolerates_a_users_own_table_and_names_it(made) -> None:
+    journal, _ = made
+    _raw(journal.path).execute("CREATE TABLE my_notes (rfq_id TEXT, note TEXT)")
+    report = _report(journal.path)
+    assert report.ok and "table my_notes" in next(c.detail for c in report.checks if c.name == "schema")
+
+
+def test_a_schema_version_lowered_by_hand_is_not_silently_skipped(made) -> None:
+    journal, _ = made
+    _raw(journal.path).execute("DELETE FROM quotes")  # derived tables now wrong ...
+    _raw(journal.path).execute("PRAGMA user_version = 2")  # ... and the version lowered to hide it
+    report = _report(journal.path)
+    assert not report.ok and "schema version" in _failed(report)
+    assert "rfqbot journal upgrade" in _failed(report)["schema version"]
+
+
+def test_expect_head_catches_truncated_and_rewritten_rows(made) -> None:
+    journal, clock = made
+    head = journal.query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")[0]
+    conn = connect(journal.path, min_version=1)
+    try:
+        assert verify_connection(conn, expect_head=(head["seq"], head["hash"])).ok
+        journal.append("later", source="t", payload={})  # growing is fine
+        assert verify_connection(conn, expect_head=(head["seq"], head["hash"])).ok
+        _raw(journal.path).execute("DELETE FROM events WHERE seq >= ?", (head["seq"],))  # the chain still verifies
+        report = verify_connection(conn, expect_head=(head["seq"], head["hash"]))
+        assert _chain(report).ok and not report.ok
+        assert "cut off (truncated)" in _failed(report)["expected head"]
+        report = verify_connection(conn, expect_head=(3, "ab" * 32))
+        assert "rewritten" in _failed(report)["expected head"]
+    finally:
+        conn.close()
+
+
+def test_parse_head_says_the_form() -> None:
+    assert parse_head(f"12:{'A' * 64}") == (12, "a" * 64)
+    for bad in ("12", "x:" + "a" * 64, "12:abc"):
+        with pytest.raises(ValueError, match="SEQ:HASH"):
+            parse_head(bad)
+
+
 def test_verify_writes_nothing(made) -> None:
     journal, _ = made
     before = journal.path.read_bytes()
@@ -180,6 +250,19 @@ def test_prune_spanning_rfq_keeps_its_whole_history(tmp_path: Path) -> None:
         assert [r["seq"] for r in journal.query("SELECT seq FROM events WHERE rfq_id = 'A'")] == [2, 3]
     finally:
         journal.close()
+
+
+def test_prune_plan_reads_only_and_works_beside_the_writer(made) -> None:
+    journal, clock = made  # the writer is open (and holds the writer lock) all along
+    conn = connect(journal.path)
+    try:
+        found = prune_plan(conn, T0 + DAY_MS, now_ms=clock.now_ms())
+        assert (found.first_seq, found.last_seq) == (1, 6) and not conn.in_transaction
+        with pytest.raises(JournalError, match="24 hours"):
+            prune_plan(conn, clock.now_ms() - 3_600_000, now_ms=clock.now_ms())
+    finally:
+        conn.close()
+    assert journal.query("SELECT COUNT(*) AS n FROM events") == [{"n": 8}]
 
 
 def test_prune_keeps_the_last_day_and_dry_run_changes_nothing(made) -> None:
