@@ -35,6 +35,7 @@ def rfq_from_json(d: Mapping[str, Any]) -> Rfq:
     status_value = _first(d, "status")
     status, status_raw = to_status(status_value) if status_value is not None else (None, None)
     quote_mode_value = _first(d, "quoteMode")
+    rfq_mode_value = _first(d, "rfqMode")
     lp_reject = d.get("isLPReject")
     return Rfq(
         rfq_id=_required_text(d, "rfqId", "inquiryOrderId"),
@@ -43,7 +44,7 @@ def rfq_from_json(d: Mapping[str, Any]) -> Rfq:
         sell_ccy=to_text(_first(d, "sellCcy", "sellAssetId")),
         buy_amount=to_decimal(d.get("buyAmount"), "buyAmount"),
         sell_amount=to_decimal(d.get("sellAmount"), "sellAmount"),
-        rfq_mode=to_mode(_first(d, "rfqMode"))[0],
+        rfq_mode=to_mode(rfq_mode_value)[0],
         status=status,
         status_raw=status_raw,
         status_int=to_int(d.get("statusInt"), "statusInt"),
@@ -54,6 +55,8 @@ def rfq_from_json(d: Mapping[str, Any]) -> Rfq:
         executed_ms=to_ms(_first(d, "executedTime"), "executedTime"),
         expires_ms=to_ms(_first(d, "expire_time", "expireTime", "expiryTime"), "expiry"),
         lp_rejected=lp_reject if isinstance(lp_reject, bool) else None,
+        mode_raw=to_mode(rfq_mode_value)[1] if rfq_mode_value is not None else None,
+        quote_mode_raw=to_mode(quote_mode_value)[1] if quote_mode_value is not None else None,
     )
 
 
@@ -82,6 +85,7 @@ def quote_from_json(d: Mapping[str, Any]) -> Quote:
         expires_ms=to_ms(_first(d, "dateExpiry", "expireTime", "expiryTime"), "expiry"),
         status_raw=to_text(d.get("status")),
         manual=bool(d.get("isManual") is True or d.get("manual") is True),
+        mode_raw=to_mode(mode_value)[1] if mode_value is not None else None,
     )
 
 

@@ -127,6 +127,8 @@ class Rfq:
     executed_ms: int | None = None
     expires_ms: int | None = None
     lp_rejected: bool | None = None
+    mode_raw: str | None = None          # rfqMode as the venue wrote it (kept when UNKNOWN)
+    quote_mode_raw: str | None = None    # quoteMode as the venue wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +149,4 @@ class Quote:
     expires_ms: int | None = None
     status_raw: str | None = None
     manual: bool = False
+    mode_raw: str | None = None          # quoteMode / quoteSettleType as sent (kept when UNKNOWN)

@@ -24,15 +24,21 @@ PAIR_COLUMNS = [
     ("MIN QUOTE", lambda p: p.min_quote), ("MAX QUOTE", lambda p: p.max_quote),
     ("BASE STEP", lambda p: p.base_precision), ("QUOTE STEP", lambda p: p.quote_precision),
 ]
+def _mode_text(mode: QuoteMode, raw: str | None) -> str:
+    """The mode, or the venue's own word when we do not know it (never a bare 'unknown')."""
+    return f"{mode.value} ({raw})" if mode is QuoteMode.UNKNOWN and raw else mode.value
+
+
 RFQ_COLUMNS = [
     ("RFQ ID", lambda r: r.rfq_id), ("CLIENT ID", lambda r: r.client_order_id),
     ("STATUS", lambda r: r.status_raw or r.status), ("BUY", lambda r: r.buy_ccy), ("SELL", lambda r: r.sell_ccy),
     ("BUY AMOUNT", lambda r: r.buy_amount), ("SELL AMOUNT", lambda r: r.sell_amount),
-    ("PRICE", lambda r: r.price), ("MODE", lambda r: r.rfq_mode), ("CREATED", lambda r: ms_to_text(r.created_ms)),
+    ("PRICE", lambda r: r.price), ("MODE", lambda r: _mode_text(r.rfq_mode, r.mode_raw)),
+    ("CREATED", lambda r: ms_to_text(r.created_ms)),
 ]
 QUOTE_COLUMNS = [
     ("QUOTE ID", lambda q: q.quote_id), ("PRICE", lambda q: q.price), ("BUY AMOUNT", lambda q: q.buy_amount),
-    ("SELL AMOUNT", lambda q: q.sell_amount), ("MODE", lambda q: q.mode), ("RANK", lambda q: q.rank),
+    ("SELL AMOUNT", lambda q: q.sell_amount), ("MODE", lambda q: _mode_text(q.mode, q.mode_raw)), ("RANK", lambda q: q.rank),
     ("EXPIRES", lambda q: ms_to_text(q.expires_ms)), ("LP", lambda q: q.lp_name),
 ]
 ACK_COLUMNS = [
