@@ -136,8 +136,9 @@ def test_strategy_errors_carry_key_path_and_line() -> None:
             - use: price_limit
               limit_pric: 70000
         """)
-    assert err.key is not None and err.key.startswith("strategies.BTC/USDT[0]")
-    assert err.line in (3, 4) and str(err).startswith(f"c.yaml:{err.line}: strategies.BTC/USDT[0]")
+    assert (err.key, err.line) == ("strategies.BTC/USDT[0].limit_pric", 4)
+    assert str(err) == ("c.yaml:4: strategies.BTC/USDT[0].limit_pric: unknown parameter 'limit_pric' for "
+                        "strategy 'price_limit'; allowed: limit_price")
 
 
 def test_rfq_schedule_validation() -> None:
