@@ -271,3 +271,22 @@ def test_redacted_dict_shows_effective_config() -> None:
 def test_shipped_config_is_valid() -> None:
     settings = load_config(str(SHIPPED), env={})
     assert settings.venue.name == "hashkey-sg-sandbox"
+
+
+def test_the_documented_simulator_venue_section_works(tmp_path, monkeypatch) -> None:
+    """docs/sections/configuration.md's two lines point rfqbot at `rfqbot sim`'s defaults."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections" / "configuration.md").read_text()
+    section = doc.split("### Pointing rfqbot at the simulator", 1)[1]
+    yaml_block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rfqbot-sim-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    profile = load_config_text(yaml_block, file="c.yaml").profile()
+    from rfqbot.sim.cli import CLI_DEFAULT_PORT, cli_defaults
+    from rfqbot.sim.server import CA_FILE_NAME
+
+    assert (profile.rest_url, profile.ws_url) == (f"https://127.0.0.1:{CLI_DEFAULT_PORT}",
+                                                  f"wss://127.0.0.1:{CLI_DEFAULT_PORT}")
+    assert profile.ca_file == f"./{CA_FILE_NAME}" and cli_defaults(str(tmp_path)).ca_dir == str(tmp_path)
