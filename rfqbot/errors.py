@@ -86,9 +86,17 @@ class OutcomeUnknown(RfqbotError):
         self.reason = reason
         # create-rfq: the id to look the RFQ up by, since the venue's rfqId never came back
         self.client_order_id = client_order_id
-        about = f" of client order id {client_order_id}" if client_order_id else ""
-        super().__init__(f"{endpoint}: outcome{about} unknown ({reason}); not retried, will reconcile "
-                         "from the venue's RFQ history")
+        super().__init__(f"{self._what()}; not retried, will reconcile from the venue's RFQ history")
+
+    def _what(self) -> str:
+        about = f" of client order id {self.client_order_id}" if self.client_order_id else ""
+        return f"{self.endpoint}: outcome{about} unknown ({self.reason})"
+
+    def cli_message(self) -> str:
+        """A one-shot command reconciles nothing: tell the user how to look it up."""
+        check = (f"rfqbot rfq list --client-id {self.client_order_id}" if self.client_order_id
+                 else "rfqbot rfq list --since 1h")
+        return f"{self._what()}; not retried. Check with: {check}"
 
 
 class TransportError(RfqbotError):

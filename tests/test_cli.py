@@ -84,7 +84,8 @@ def test_rfq_create_outcome_unknown_exits_1_with_hint(config: str, capsys, venue
     assert re.fullmatch(r"rfqbot-[0-9a-f]{20}", sent)
     assert err.startswith(f"rfqbot: error: /api/v1/market-place/create-rfq: outcome of client order id {sent} "
                           "unknown")
-    assert err.rstrip().endswith(f"Check with: rfqbot rfq list --client-id {sent}") and "Traceback" not in err
+    assert err.rstrip().endswith(f"not retried. Check with: rfqbot rfq list --client-id {sent}")
+    assert "will reconcile" not in err and "Traceback" not in err   # nothing of a one-shot command reconciles
 
 
 def test_rfq_list_by_client_id_follows_up_an_unknown_outcome(config: str, capsys, venue: FakeVenue) -> None:

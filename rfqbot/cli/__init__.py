@@ -69,10 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_CONFIG
-    except OutcomeUnknown as exc:
-        check = (f"rfqbot rfq list --client-id {exc.client_order_id}" if exc.client_order_id
-                 else "rfqbot rfq list --since 1h")
-        _error(f"{exc}. Check with: {check}")
+    except OutcomeUnknown as exc:   # the daemon's wording ("will reconcile") is for its logs
+        _error(exc.cli_message())
         return EXIT_VENUE
     except RateLimited as exc:   # the daemon's wording ("all requests pause") is for its logs
         _error(exc.cli_message())
