@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import threading
 import time
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
@@ -112,6 +113,9 @@ class RestClient:
         self._lean_headers = {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
                               "Accept": "*/*", "Connection": "keep-alive"}
         self._lean_timeout = urllib3.Timeout(connect=profile.connect_timeout_s, read=profile.read_timeout_s)
+        # Local ms at which this thread's last request actually left (after any pacing wait):
+        # the clock sync's round trip must not include time spent waiting for a pacing slot.
+        self._sent = threading.local()
 
     def close(self) -> None:
         self.session.close()
@@ -157,6 +161,7 @@ class RestClient:
 
     def _send_once(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind) -> Any:
         self.gate.before_send(kind, path)
+        self._sent.ms = self.clock.now_ms()
         prepared = self.prepare(method, path, items, signed)
         target = path + (f"?{prepared.query}" if prepared.query else "")
         report = _CallReport(self, method, path, items, kind)
@@ -250,6 +255,7 @@ class RestClient:
         before = self.clock.now_ms()
         body = self.request("GET", "/api/v1/time", signed=False)
         after = self.clock.now_ms()
+        before = max(before, getattr(self._sent, "ms", before))  # not the wait for a pacing slot
         try:
             server_ms = to_int(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
         except NormaliseError as exc:

@@ -74,6 +74,18 @@ def test_timestamp_uses_synced_clock_offset(venue: FakeVenue) -> None:
     assert venue.calls(PAIRS)[0].params["timestamp"] == str(SERVER_TIME_MS)
 
 
+def test_clock_sync_round_trip_excludes_the_wait_for_a_pacing_slot(venue: FakeVenue) -> None:
+    # Found by the fault suite (clock skew): after two queries, the /time call waits ~1 s for
+    # its slot; counting that wait in the round trip put the offset ~500 ms off.
+    clock = FakeClock(SERVER_TIME_MS - 5000)
+    client = make_client(venue, clock)
+    client.request("GET", PAIRS)
+    client.request("GET", PAIRS)
+    offset = client.sync_clock()
+    assert clock.monotonic() > 1.0  # it did wait for the slot
+    assert offset == SERVER_TIME_MS - clock.now_ms()  # the fake clock stands still during HTTP
+
+
 def test_queries_are_paced_at_two_per_second(venue: FakeVenue) -> None:
     clock = FakeClock()
     client = make_client(venue, clock)

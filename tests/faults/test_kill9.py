@@ -167,8 +167,9 @@ def test_kill9_at_random_moments_then_restart_loses_nothing_and_never_doubles_an
         row.recover_s = max(recoveries)
         skipped = missing_transitions(sim, children.journal, mine)
         outcomes = sorted({sim.rfq_status(r) for r in mine})
-        row.note = (f"up before the kill {len(recoveries) - 1}/{KILLS}; {len(mine)} own RFQs ({', '.join(outcomes)}); {skipped} venue transitions fell "
-                    f"in downtime (final state reconciled); recovery = start to both streams subscribed")
+        row.note = (f"up before the kill {len(recoveries) - 1}/{KILLS}; {len(mine)} own RFQs "
+                    f"({', '.join(outcomes)}); {skipped} venue transitions fell in downtime (final state "
+                    f"reconciled); recovery = start to both streams subscribed")
         assert lost == 0
         assert row.duplicate_accepts == 0
         for rfq_id in mine:  # nothing invented, nothing out of order: a subsequence of the venue's

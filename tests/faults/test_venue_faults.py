@@ -171,7 +171,7 @@ def test_418_stops_all_requests_and_alerts(make_sim: Callable[..., Simulator], s
 
 # --- 6: clock skew -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("skew_ms", [3000, -3000])
+@pytest.mark.parametrize("skew_ms", [pytest.param(3000, marks=pytest.mark.faults_long), -3000])
 def test_clock_skew_is_resynced_on_1021(make_sim: Callable[..., Simulator], settings_for: Callable[..., Any],
                                         start_daemon: Callable[..., Any], row: ReportRow, skew_ms: int) -> None:
     row.scenario = f"6 venue clock {skew_ms / 1000:+.0f} s (-1021, resync)"
