@@ -139,3 +139,48 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None) -> dict[
         raise RuntimeError(f"micro-benchmark: expected {iterations} accepts, the engine queued {accepted}")
     return {"iterations": iterations, "decision_path": latency_summary_ms(whole_ns),
             "decode_only": latency_summary_ms(decode_ns), "journal_append_commit": latency_summary_ms(append_ns)}
+
+
+def run_ingest_profile(frames: int = 20_000, profile_path: Path | None = None) -> dict[str, Any]:
+    """The engine's share of ingest: decoded public frames through ``Engine.run`` (no network).
+
+    Decoding is timed apart (the stream thread's job); the engine drains a pre-filled queue in
+    its usual bursts, one transaction each. The rate is the ceiling rfqbot's end-to-end ingest
+    can reach before the network and the stream thread are counted.
+    """
+    from benchmarks.simhost import flood_frames
+
+    texts = flood_frames(frames, int(time.time() * 1000))
+    clock = SystemClock()
+    t0 = time.perf_counter_ns()
+    decoded = [event for text in texts for event in decode_frame("public", text, clock.now_ms())]
+    decode_s = (time.perf_counter_ns() - t0) / 1e9
+    with tempfile.TemporaryDirectory(prefix="rfqbot-ingest-") as tmp:
+        engine, journal, _ = _engine(Path(tmp))
+        events: queue.Queue[Any] = queue.Queue()
+        for event in decoded:
+            events.put(event)
+        stop = threading.Event()
+        profiler = cProfile.Profile() if profile_path else None
+
+        def stop_when_drained() -> None:
+            while not events.empty():
+                time.sleep(0.005)
+            stop.set()
+
+        watcher = threading.Thread(target=stop_when_drained, name="ingest-watch", daemon=True)
+        t0 = time.perf_counter_ns()
+        watcher.start()
+        if profiler:
+            profiler.enable()
+        engine.run(events, stop, tick_s=0.25)
+        if profiler:
+            profiler.disable()
+        engine_s = (time.perf_counter_ns() - t0) / 1e9
+        watcher.join(5)
+        journal.close()
+    if profiler and profile_path:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        profile_path.write_text(out.getvalue(), encoding="utf-8")
+    return {"frames": frames, "decode_per_s": round(frames / decode_s), "engine_journal_per_s": round(frames / engine_s)}

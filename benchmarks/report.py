@@ -58,7 +58,8 @@ def write_chart(results: dict[str, Any], out: Path) -> Path | None:
     left.set_xlabel("tick-to-accept, ms (bestQuote written -> accept received, TLS loopback)")
     left.set_ylabel("fraction of accepts")
     left.grid(True, which="both", alpha=0.3)
-    left.legend(loc="lower right", fontsize=8)
+    if tick:
+        left.legend(loc="lower right", fontsize=8)
     left.set_title(f"tick-to-accept, {next(iter(tick.values()))['n'] if tick else 0} RFQs per client", fontsize=10)
     if ingest:
         names = list(ingest)

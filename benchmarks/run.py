@@ -112,9 +112,19 @@ class Bench:
 
         from benchmarks.micro import run_micro
 
+        from benchmarks.micro import run_ingest_profile
+        from benchmarks.profiles import profile_accept_path
+
         with open(self.logs / "micro.rfqbot.log", "a", encoding="utf-8") as log_file:
             configure_logging(self.args.log_level, "json", stream=log_file)
-            return run_micro(self.args.micro_iterations, self.out / "profile-decision-path.txt")
+            result = run_micro(self.args.micro_iterations, self.out / "profile-decision-path.txt")
+            result["ingest_engine_only"] = run_ingest_profile(self.args.micro_iterations * 10,
+                                                              self.out / "profile-ingest-engine.txt")
+            if self.venue:
+                result["accept_rest_leg"] = profile_accept_path(self.venue, self.key, self.secret,
+                                                                self.args.micro_iterations // 4,
+                                                                self.out / "profile-accept-rest.txt")
+            return result
 
 
 def _ratio(a: float, b: float) -> float:
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     tick: dict[str, dict[str, Any]] = {}
     ingest: dict[str, dict[str, Any]] = {}
     try:
-        if parts & {"tick", "ingest"}:
+        if parts & {"tick", "ingest", "micro"}:
             bench.start_venue()
         if "tick" in parts:
             for name in [c for c in TICK_CLIENTS if c in chosen]:
