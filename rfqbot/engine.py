@@ -283,7 +283,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "bestQuote")
 
     def _on_active_quotes(self, ev: ActiveQuotes) -> None:
-        self._record(kinds.KIND_ACTIVE_QUOTES, "reconcile", {"quotes": list(ev.quotes)}, rfq_id=ev.rfq_id)
+        self._record(kinds.KIND_ACTIVE_QUOTES, "reconcile", {"quotes": list(ev.quotes), "asked_ms": ev.asked_ms},
+                     rfq_id=ev.rfq_id)
         if ev.quotes:
             self._on_quotes(ev.rfq_id, ev.quotes, ev.received_ms, "rfq-active")
 
@@ -309,6 +310,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 self.ledger.release(rfq.rfq_id)
             else:
                 rfq.accept_state, rfq.doubt_since_ms = ACCEPT_UNKNOWN, ev.received_ms
+                # Whatever reconciliation finds, this quote is never accepted a second time.
+                rfq.refused_quotes.add(ev.quote_id)
         self._record(kinds.KIND_ACCEPT_RESULT, "rest", {
             "action": ev.action, "outcome": ev.outcome, "status_raw": ev.status_raw, "venue_code": ev.venue_code,
             "message": ev.message, "expires_ms": ev.expires_ms, "latency_ms": ev.latency_ms,
@@ -332,12 +335,15 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self._learn_rfq(rfq, ev.rfq)
         if ev.source == "create":
             self.pending_creates.pop(ev.rfq.client_order_id or "", None)
-        self._record("rfq.reconciled", ev.source, {"rfq": ev.rfq, "source": ev.source}, rfq_id=rfq.rfq_id,
-                     quote_id=ev.rfq.quote_id)
+        self._record("rfq.reconciled", ev.source, {"rfq": ev.rfq, "source": ev.source, "asked_ms": ev.asked_ms},
+                     rfq_id=rfq.rfq_id, quote_id=ev.rfq.quote_id)
         status = ev.rfq.status if ev.rfq.status is not None else (RfqStatus.NEW if ev.source == "create" else None)
         if (status is RfqStatus.NEW and rfq.accept_state == ACCEPT_UNKNOWN and rfq.status in (RfqStatus.NEW, None)
-                and ev.received_ms > (rfq.doubt_since_ms or 0)):
+                and self._asked_after_doubt(rfq, ev.asked_ms)):
             # Asked after the accept's answer was lost, the venue still says new: it did not take.
+            # The doubted quote stays refused: the venue may yet act on that request late.
+            if rfq.accepted_quote_id:
+                rfq.refused_quotes.add(rfq.accepted_quote_id)
             rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.doubt_since_ms = ACCEPT_NONE, None, None, None
             self.ledger.release(rfq.rfq_id)
             self._record(kinds.KIND_RFQ_STATE, "reconcile", {"cause": "accept in doubt settled: RFQ still new",
@@ -347,6 +353,15 @@ class Engine(DecisionHandlers, PassiveHandlers):
             rfq.price = ev.rfq.price if ev.rfq.price is not None else rfq.price
         self._observe_status(rfq, status, ev.rfq.status_raw or (status.value if status else None),
                              f"reconcile.{ev.source}", ev.received_ms, allow_reopen=False)
+
+    @staticmethod
+    def _asked_after_doubt(rfq: OwnRfq, asked_ms: int | None) -> bool:
+        """True when a reconciliation query was SENT after the accept's answer was lost.
+
+        Only such an answer is evidence about the accept: a query sent earlier but answered
+        later may describe the venue before it applied the accept. No send time, no evidence.
+        """
+        return asked_ms is not None and rfq.doubt_since_ms is not None and asked_ms > rfq.doubt_since_ms
 
     def _on_create(self, ev: CreateRfqCommand) -> None:
         if not self.deciding:

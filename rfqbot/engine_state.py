@@ -197,4 +197,6 @@ def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str
     for rfq in out.values():
         if rfq.accept_state == ACCEPT_UNKNOWN:
             rfq.doubt_since_ms = now_ms
+            if rfq.accepted_quote_id:
+                rfq.refused_quotes.add(rfq.accepted_quote_id)  # never accepted a second time
     return out

@@ -153,20 +153,30 @@ class AcceptResult:
 
 @dataclass(frozen=True, slots=True)
 class RfqReconciled:
-    """The venue's view of an RFQ from ``rfqs`` history (reconciliation)."""
+    """The venue's view of an RFQ from ``rfqs`` history (reconciliation).
+
+    ``asked_ms`` is when the query was SENT (local clock). The answer describes the venue at
+    some moment after that, so only a query asked after an accept's answer was lost can tell
+    whether that accept took; ``received_ms`` (when the answer came back) cannot.
+    """
 
     received_ms: int
     rfq: Rfq
     source: Literal["history", "create"]
+    asked_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActiveQuotes:
-    """The venue's active quotes of an RFQ from ``rfq-active`` (reconciliation)."""
+    """The venue's active quotes of an RFQ from ``rfq-active`` (reconciliation).
+
+    ``asked_ms``: when the query was sent (see ``RfqReconciled``).
+    """
 
     received_ms: int
     rfq_id: str
     quotes: tuple[Quote, ...]
+    asked_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,12 +114,16 @@ class SchedulerJobs:
         done = 0
         for rfq_id in targets:
             try:
+                # Stamp each query with its SEND time: an answer that comes back after an
+                # accept's 5xx may still describe the venue before that accept.
+                asked = self._clock.now_ms()
                 rows = self._api.rfq_history(rfq_id=rfq_id)
                 now = self._clock.now_ms()
                 for rfq in rows:
-                    self._emit(RfqReconciled(now, rfq, "history"))
+                    self._emit(RfqReconciled(now, rfq, "history", asked_ms=asked))
+                asked = self._clock.now_ms()
                 quotes = self._api.active_quotes(rfq_id)
-                self._emit(ActiveQuotes(self._clock.now_ms(), rfq_id, tuple(quotes)))
+                self._emit(ActiveQuotes(self._clock.now_ms(), rfq_id, tuple(quotes), asked_ms=asked))
                 done += 1
             except (RateLimited, Banned) as exc:
                 log.warning("reconcile_round_cut_short", rfq_id=rfq_id, error=str(exc),

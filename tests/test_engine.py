@@ -79,9 +79,10 @@ class Harness:
     def result(self, outcome, quote_id="Q1", rfq="R1", status_raw=None):
         self.engine.handle(AcceptResult(self.now, rfq, quote_id, "accept", outcome, status_raw=status_raw))
 
-    def reconciled(self, status, rfq="R1", quote_id=None):
+    def reconciled(self, status, rfq="R1", quote_id=None, asked_ms=None):
         self.engine.handle(RfqReconciled(self.now, Rfq(rfq, status=status, status_raw=status.value,
-                                                       quote_id=quote_id), "history"))
+                                                       quote_id=quote_id), "history",
+                                         asked_ms=self.now if asked_ms is None else asked_ms))
 
     def rows(self, sql, *params):
         return self.journal.query(sql, params)
