@@ -10,13 +10,14 @@ engine leaves the RFQ to reconciliation instead of trying again.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Literal
 
 import structlog
 
 from rfqbot.clock import Clock, SystemClock
-from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import AcceptResult, CreateRfqCommand, Event, RfqCreateFailed, RfqReconciled
 from rfqbot.records import RfqStatus
 
@@ -97,51 +98,58 @@ class RestActions:
         call = self._market.accept_quote if action == "accept" else self._market.decline_quote
         try:
             ack = call(rfq_id, quote_id)
-        except OutcomeUnknown as exc:
-            result("unknown", message=str(exc))
-        except VenueError as exc:
-            result("rejected", venue_code=exc.code, message=exc.message)
-        except RateLimited as exc:
-            result("rejected", venue_code="429", message=str(exc))
-        except Banned as exc:
-            result("rejected", venue_code="418", message=str(exc))
-        except TransportError as exc:
-            result("unknown", message=str(exc))
-        except ValueError as exc:
-            result("rejected", message=f"not sent: {exc}")
-        except Exception as exc:  # noqa: BLE001 - we cannot prove it was not sent
-            log.error("actions.accept_unexpected", rfq_id=rfq_id, quote_id=quote_id, error=repr(exc))
-            result("unknown", message=f"unexpected {type(exc).__name__}: {exc}")
-        else:
             wanted = _ACCEPTED if action == "accept" else _DECLINED
-            if ack.status in wanted:
-                result("accepted" if action == "accept" else "declined", status_raw=ack.status_raw,
-                       expires_ms=ack.expires_ms)
-            else:
-                result("unknown", status_raw=ack.status_raw, expires_ms=ack.expires_ms,
-                       message=f"venue answered {action} with status {ack.status_raw!r}; reconciling")
+            took = ack.status in wanted
+        except Exception as exc:  # noqa: BLE001 - classified below; anything unproven is 'unknown'
+            failure = classify_failure(exc, f"{action} rfq {rfq_id} quote {quote_id}")
+            result(failure.outcome, venue_code=failure.venue_code, message=failure.message)
+            return
+        if took:
+            result("accepted" if action == "accept" else "declined", status_raw=ack.status_raw,
+                   expires_ms=ack.expires_ms)
+        else:
+            result("unknown", status_raw=ack.status_raw, expires_ms=ack.expires_ms,
+                   message=f"venue answered {action} with status {ack.status_raw!r}; reconciling")
 
     def _run_create(self, cmd: CreateRfqCommand) -> None:
-        def failed(outcome: Literal["rejected", "unknown"], code: str | None, message: str) -> None:
-            self._emit(RfqCreateFailed(self._clock.now_ms(), cmd.client_order_id, outcome, code, message))
-
+        asked = self._clock.now_ms()
         try:
             rfq = self._market.create_rfq(cmd.buy_ccy, cmd.sell_ccy, cmd.sell_amount, cmd.mode,
                                           expire_sec=cmd.expire_sec, client_order_id=cmd.client_order_id)
-        except OutcomeUnknown as exc:
-            failed("unknown", None, str(exc))
-        except VenueError as exc:
-            failed("rejected", exc.code, exc.message)
-        except RateLimited as exc:
-            failed("rejected", "429", str(exc))
-        except Banned as exc:
-            failed("rejected", "418", str(exc))
-        except TransportError as exc:
-            failed("unknown", None, str(exc))
-        except ValueError as exc:
-            failed("rejected", None, f"not sent: {exc}")
-        except Exception as exc:  # noqa: BLE001 - we cannot prove it was not sent
-            log.error("actions.create_unexpected", client_order_id=cmd.client_order_id, error=repr(exc))
-            failed("unknown", None, f"unexpected {type(exc).__name__}: {exc}")
-        else:
-            self._emit(RfqReconciled(self._clock.now_ms(), rfq, "create"))
+        except Exception as exc:  # noqa: BLE001 - classified below; anything unproven is 'unknown'
+            failure = classify_failure(exc, f"create client order id {cmd.client_order_id}")
+            self._emit(RfqCreateFailed(self._clock.now_ms(), cmd.client_order_id, failure.outcome,
+                                       failure.venue_code, failure.message))
+            return
+        self._emit(RfqReconciled(self._clock.now_ms(), rfq, "create", asked_ms=asked))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a failed state-changing call is reported: ``rejected`` only when provably not applied."""
+
+    outcome: Literal["rejected", "unknown"]
+    venue_code: str | None
+    message: str
+
+
+def classify_failure(exc: BaseException, what: str) -> Failure:
+    """The one mapping from a failed accept/decline/create to its outcome.
+
+    ``rejected`` needs proof that the venue did not act: its own refusal (a documented error,
+    429, 418) or ``NotSent`` (refused before the request left). Everything else - 5xx, timeouts,
+    an unreadable answer, a bug after the request left - is ``unknown``: reconciliation asks the
+    venue rather than rfqbot guessing and maybe acting twice.
+    """
+    if isinstance(exc, VenueError):
+        return Failure("rejected", exc.code, exc.message)
+    if isinstance(exc, RateLimited):
+        return Failure("rejected", "429", str(exc))
+    if isinstance(exc, Banned):
+        return Failure("rejected", "418", str(exc))
+    if isinstance(exc, NotSent):
+        return Failure("rejected", None, f"not sent: {exc}")
+    if isinstance(exc, (OutcomeUnknown, TransportError)):
+        return Failure("unknown", None, str(exc))
+    log.error("actions.unexpected_failure", call=what, error=repr(exc))
+    return Failure("unknown", None, f"unexpected {type(exc).__name__}: {exc}")

@@ -99,6 +99,15 @@ class OutcomeUnknown(RfqbotError):
         return f"{self._what()}; not retried. Check with: {check}"
 
 
+class NotSent(RfqbotError, ValueError):
+    """A request refused BEFORE it left (bad argument): the venue never saw it.
+
+    The only failure of a state-changing call that proves nothing happened at the venue
+    without the venue saying so. A ``ValueError`` too, so callers that caught the plain
+    ``ValueError`` it replaces still do.
+    """
+
+
 class TransportError(RfqbotError):
     """A query (no state change) failed after its retries: network, TLS, 5xx, or bad JSON."""
 

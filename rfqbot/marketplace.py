@@ -18,7 +18,7 @@ import structlog
 from rfqbot.clock import DAY_MS, Clock, VenueClock
 from rfqbot.credentials import Credentials
 from rfqbot.decode import pair_from_json, quote_from_json, rfq_from_json, server_time_from_json
-from rfqbot.errors import Banned, TransportError
+from rfqbot.errors import Banned, NotSent, TransportError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_ms, to_status, to_text
 from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
@@ -139,9 +139,9 @@ class MarketPlace:
                    expire_sec: int | None = None, client_order_id: str | None = None) -> Rfq:
         """Create an RFQ; a client order id is generated when not given and is in the result."""
         if mode not in (QuoteMode.REAL_TIME, QuoteMode.DELAYED):
-            raise ValueError(f"mode must be real-time or delayed, got {mode.value}")
+            raise NotSent(f"mode must be real-time or delayed, got {mode.value}")
         if not isinstance(sell_amount, Decimal) or not sell_amount.is_finite() or sell_amount <= 0:
-            raise ValueError(f"sell_amount must be a positive Decimal, got {sell_amount!r}")
+            raise NotSent(f"sell_amount must be a positive Decimal, got {sell_amount!r}")
         client_id = client_order_id or new_client_order_id(self.client_id_prefix)
         params = [("rfqClOrderId", client_id), ("buyCcy", buy_ccy), ("sellCcy", sell_ccy),
                   ("sellAmount", format(sell_amount, "f")), ("rfqMode", mode.value)]
@@ -198,15 +198,31 @@ class MarketPlace:
 
 
 def accept_ack_from_json(body: Any, rfq_id: str, quote_id: str) -> AcceptAck:
-    """The accept-quote answer; ids fall back to what was sent, odd expiries become None."""
+    """The accept-quote answer. Never raises: the venue has answered, so the request was sent.
+
+    An unreadable field must not turn an answered accept into "not sent" (a second accept could
+    follow). Ids fall back to what was sent, an unreadable status is ``UNKNOWN`` (the caller then
+    reports the outcome as unknown and reconciliation asks the venue), odd expiries become None.
+    """
     d = body if isinstance(body, Mapping) else {}
-    status, raw = to_status(d.get("status"))
+    value = d.get("status")
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        status, raw = to_status(value)
+    else:
+        status, raw = RfqStatus.UNKNOWN, "" if value is None else str(value)[:100]
     try:
         expires = to_ms(d.get("expiryTime"), "expiryTime")
-    except NormaliseError:
+    except (ValueError, TypeError, ArithmeticError):
         expires = None
     if expires is not None and expires < _PLAUSIBLE_MS:
         log.warning("accept-quote expiryTime is not a timestamp; ignoring it", expiryTime=str(d.get("expiryTime")))
         expires = None
-    return AcceptAck(rfq_id=to_text(d.get("rfqId")) or rfq_id, quote_id=to_text(d.get("quoteId")) or quote_id,
+    return AcceptAck(rfq_id=_text_or(d.get("rfqId"), rfq_id), quote_id=_text_or(d.get("quoteId"), quote_id),
                      status=status, status_raw=raw, expires_ms=expires)
+
+
+def _text_or(value: Any, fallback: str) -> str:
+    try:
+        return to_text(value) or fallback
+    except NormaliseError:
+        return fallback

@@ -9,9 +9,10 @@ import pytest
 
 from rfqbot.actions import RestActions
 from rfqbot.clock import FakeClock
-from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import AcceptResult, CreateRfqCommand, RfqCreateFailed, RfqReconciled
-from rfqbot.marketplace import AcceptAck
+from rfqbot.marketplace import AcceptAck, accept_ack_from_json
+from rfqbot.normalise import NormaliseError
 from rfqbot.records import QuoteMode, Rfq, RfqStatus
 
 
@@ -60,7 +61,9 @@ ACK = AcceptAck("R1", "Q1", RfqStatus.ACCEPTED, "accepted", 1717392500000)
     (VenueError("0001", "quote expired", 400), "rejected", "0001"),
     (RateLimited(60), "rejected", "429"),
     (Banned(), "rejected", "418"),
-    (ValueError("bad id"), "rejected", None),
+    (NotSent("bad id"), "rejected", None),
+    (ValueError("decode failed after the answer"), "unknown", None),
+    (NormaliseError("rfqId: expected text"), "unknown", None),
     (KeyError("weird"), "unknown", None),
 ])
 def test_accept_outcomes(outcome, expected, code):
@@ -116,3 +119,42 @@ def test_broken_post_does_not_kill_worker():
     actions = RestActions(FakeMarket(ACK), post, workers=1, clock=FakeClock())
     actions.accept("R1", "Q1").result(5)
     assert actions.drain(5)
+
+
+class DecodingMarket(FakeMarket):
+    """Answers HTTP 200 with ``body`` and decodes it the way MarketPlace does."""
+
+    def accept_quote(self, rfq_id, quote_id):
+        return accept_ack_from_json(self._answer("accept", rfq_id, quote_id), rfq_id, quote_id)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"rfqId": {"odd": 1}, "quoteId": ["x"], "status": "accepted"}, "accepted"),
+    ({"rfqId": {"odd": 1}, "status": {"odd": "object"}}, "unknown"),
+    ({"rfqId": "R1", "status": "accepted", "expiryTime": {"no": 1}}, "accepted"),
+    ({"rfqId": "R1", "status": True}, "unknown"),
+    ([1, 2, 3], "unknown"),
+    ("<html>", "unknown"),
+])
+def test_odd_answer_after_http_200_is_never_rejected(body, expected):
+    """After the venue answered, an unreadable field cannot mean 'not sent' (a second accept could follow)."""
+    posted = []
+    actions = RestActions(DecodingMarket(body), posted.append, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1").result(5)
+    assert actions.drain(5)
+    assert posted[0].outcome == expected and (posted[0].rfq_id, posted[0].quote_id) == ("R1", "Q1")
+
+
+def test_ack_decoding_never_raises():
+    ack = accept_ack_from_json({"rfqId": {"a": 1}, "quoteId": [1], "status": {"s": 1}, "expiryTime": []}, "R1", "Q1")
+    assert (ack.rfq_id, ack.quote_id, ack.status, ack.expires_ms) == ("R1", "Q1", RfqStatus.UNKNOWN, None)
+
+
+def test_create_failures_share_the_accept_mapping():
+    for outcome, expected, code in [(NotSent("mode"), "rejected", None), (ValueError("late"), "unknown", None),
+                                    (RateLimited(5), "rejected", "429"), (TransportError("/c", "bad"), "unknown", None)]:
+        posted = []
+        actions = RestActions(FakeMarket(outcome), posted.append, workers=1, clock=FakeClock())
+        actions.create_rfq(cmd()).result(5)
+        actions.drain(5)
+        assert isinstance(posted[0], RfqCreateFailed) and (posted[0].outcome, posted[0].venue_code) == (expected, code)
