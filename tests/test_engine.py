@@ -18,7 +18,7 @@ from rfqbot.events import (
     RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate, ShutdownRequested, SpotTick,
     StreamStatus, Tick, VenueCall,
 )
-from rfqbot.journal import Journal
+from rfqbot.journal import Journal, open_readonly
 from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
 from rfqbot.risk import RiskSettings
 from strategies import Strategy, Verdict, compile_chains
@@ -147,10 +147,19 @@ def test_accepts_best_quote_within_limit(h):
     assert h.rows("SELECT accept_state FROM rfqs")[0]["accept_state"] == "outstanding"
 
 
+def committed_accepts(path):
+    """Accept decisions another process would see: a separate read-only connection, never the
+    writer's own (which also sees its uncommitted rows, so a test reading it could not fail)."""
+    conn = open_readonly(path)
+    try:
+        return conn.execute("SELECT count(*) AS n FROM decisions WHERE action = 'accept'").fetchone()["n"]
+    finally:
+        conn.close()
+
+
 def test_decision_committed_before_accept_leaves(h):
     committed = []
-    h.actions.accept = lambda r, q: committed.append(
-        h.journal.query("SELECT count(*) AS n FROM decisions WHERE action = 'accept'")[0]["n"])
+    h.actions.accept = lambda r, q: committed.append(committed_accepts(h.path))
     h.best(h.quote("Q1", "99", 1))
     assert committed == [1]
 
@@ -443,7 +452,7 @@ def test_run_loop_batches_and_sends_after_commit(h):
     sent = []
 
     def accept(rfq_id, quote_id):
-        sent.append(h.journal.query("SELECT count(*) AS n FROM decisions WHERE action='accept'")[0]["n"])
+        sent.append(committed_accepts(h.path))
         stop.set()
 
     h.actions.accept = accept
