@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from typing import Any, Mapping
 
 from rfqbot.errors import ConfigError
@@ -18,8 +19,35 @@ from strategies.chain import Chain, ChainSet
 _PAIR = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
 
 
-def resolve(use: Any, *, key: str, file: str | None = None) -> type[Strategy]:
-    """The strategy class for a step's ``use:`` value: a built-in name or ``package.module:ClassName``."""
+# rfqbot's own strategy modules: never reloaded (a second ``Strategy`` class would make every
+# user class fail the subclass check, and built-ins do not change while rfqbot runs).
+_OWN_MODULES = frozenset({"strategies", "strategies.base", "strategies.builtin", "strategies.chain",
+                          "strategies.registry", "strategies.reference"})
+
+
+def _import_user_module(module_name: str, fresh: set[str] | None) -> Any:
+    """Import a user's module; with ``fresh``, re-execute it once per compile if already loaded.
+
+    WHY: ``import_module`` returns the cached module, so a plug-in edited on disk would keep
+    running its old code after SIGHUP. Only the named module is re-executed (not the modules it
+    imports). A reload that fails raises, and the caller keeps the old chains.
+    """
+    module = sys.modules.get(module_name)
+    if fresh is None or module is None or module_name in _OWN_MODULES or module_name.startswith("rfqbot."):
+        return importlib.import_module(module_name)
+    if module_name not in fresh:
+        importlib.invalidate_caches()
+        module = importlib.reload(module)
+        fresh.add(module_name)
+    return module
+
+
+def resolve(use: Any, *, key: str, file: str | None = None, fresh: set[str] | None = None) -> type[Strategy]:
+    """The strategy class for a step's ``use:`` value: a built-in name or ``package.module:ClassName``.
+
+    ``fresh``: names of user modules already re-read by this compile (``compile_chains`` passes
+    one set per compile so a plug-in edited since the last compile runs its new code).
+    """
     if not isinstance(use, str) or not use.strip():
         raise ConfigError(f"'use' must name a strategy: one of {', '.join(sorted(BUILTINS))}, or "
                           "package.module:ClassName", file=file, key=key)
@@ -32,7 +60,7 @@ def resolve(use: Any, *, key: str, file: str | None = None) -> type[Strategy]:
         return cls
     module_name, _, class_name = use.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name, fresh)
     except ImportError as exc:
         raise ConfigError(f"cannot import module {module_name!r} ({exc}); is it installed in rfqbot's "
                           "environment or on PYTHONPATH?", file=file, key=key) from None
@@ -52,13 +80,15 @@ def compile_chains(raw: Mapping[str, Any] | None, *, file: str | None = None) ->
 
     ``raw`` maps a pair (``BTC/USDT``) or ``*`` to an ordered list of steps, each a mapping
     with ``use:`` and the strategy's parameters. Every problem raises ``ConfigError`` with
-    ``key="strategies.<pair>[i].<name>"``.
+    ``key="strategies.<pair>[i].<name>"``. User modules (``module:Class``) are re-read from disk
+    on every compile, so a reload (SIGHUP) runs a plug-in's current code.
     """
     if raw is None:
         return ChainSet({})
     if not isinstance(raw, Mapping):
         raise ConfigError("must map a pair (BTC/USDT) or '*' to a list of steps", file=file, key="strategies")
     chains: dict[str, Chain] = {}
+    fresh: set[str] = set()  # user modules re-read by this compile (each once)
     for pair, steps in raw.items():
         key = f"strategies.{pair}"
         if not isinstance(pair, str) or (pair != "*" and not _PAIR.match(pair)):
@@ -74,7 +104,7 @@ def compile_chains(raw: Mapping[str, Any] | None, *, file: str | None = None) ->
             if "use" not in step:
                 raise ConfigError(f"missing 'use:'; name a strategy: {', '.join(sorted(BUILTINS))}",
                                   file=file, key=f"{step_key}.use")
-            cls = resolve(step["use"], key=f"{step_key}.use", file=file)
+            cls = resolve(step["use"], key=f"{step_key}.use", file=file, fresh=fresh)
             built.append(cls.from_config(step, key=step_key, file=file))
         chains[pair] = Chain(pair, tuple(built))
     return ChainSet(chains)
