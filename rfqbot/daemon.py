@@ -50,6 +50,9 @@ class Daemon:
     the journal connection.
     """
 
+    # Seconds a stop may take beyond engine.shutdown_drain_s (stream closes, key delete, joins).
+    STOP_SLACK_S = 5.0
+
     def __init__(self, settings: Settings, credentials: Credentials, *, clock: Clock | None = None,
                  observers: tuple[Observer, ...] = (), engine_tick_s: float = 0.25) -> None:
         self.settings = settings
@@ -235,43 +238,66 @@ class Daemon:
             self._emit("reloaded", ok=False, error=str(payload.get("error", "")))
 
     def stop(self, reason: str = "stop requested", drain_s: float | None = None) -> None:
-        """Stop deciding, let in-flight accepts finish (bounded), delete the key, close, commit."""
+        """Stop deciding, let in-flight accepts finish (bounded), delete the key, close, commit.
+
+        The whole stop is bounded by ``drain_s`` (``engine.shutdown_drain_s``) plus
+        ``STOP_SLACK_S``: systemd's stop timeout SIGKILLs a process that takes longer, and then
+        the listen key is never deleted. So nothing here waits for a reconciliation round (the
+        scheduler is told to stop and left to finish on its own), and the key is deleted right
+        after the private stream closes, before the slower clean-up.
+        """
         self.stopping.set()
         with self._stop_lock:
             if self._stopped:
                 return
             self._stopped = True
         drain = self.settings.engine.shutdown_drain_s if drain_s is None else drain_s
+        deadline = self.clock.monotonic() + float(drain) + self.STOP_SLACK_S
+
+        def left(cap: float) -> float:
+            """Time for one step: its own cap, within what remains (never 0: each step gets a try)."""
+            return max(0.2, min(cap, deadline - self.clock.monotonic()))
+
         log.info("daemon.stopping", reason=reason)
         self._emit("stopping", reason=reason)
         if not self._start_done.is_set():
             # Start-up is still retrying the venue: interrupt it, then tear down what it built.
             if self.keeper is not None:
-                self.keeper.stop(timeout=2.0)
-            self._start_done.wait(15.0)
+                self.keeper.stop(timeout=left(2.0))
+            self._start_done.wait(left(15.0))
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no new job; a running reconciliation ends before its next RFQ
         if self.engine is not None:
             self.post(ShutdownRequested(self.clock.now_ms(), reason))
-            _wait_until(lambda: not self.engine.deciding, 2.0)  # type: ignore[union-attr]
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=True)
-        if self.actions is not None and not self.actions.drain(drain):
+            _wait_until(lambda: not self.engine.deciding, left(2.0))  # type: ignore[union-attr]
+        if self.actions is not None and not self.actions.drain(left(float(drain))):
             log.error("daemon.drain_timeout", in_flight=self.actions.in_flight(), drain_s=drain)
-        for stream in (self.public_stream, self.private_stream):
-            if stream is not None:
-                stream.stop()
+        if self.private_stream is not None:
+            self.private_stream.stop(timeout=left(5.0))
         if self.keeper is not None:
-            self.keeper.stop()
+            self.keeper.stop(timeout=left(5.0))  # the listen key is deleted here
+        if self.public_stream is not None:
+            self.public_stream.stop(timeout=left(5.0))
+        if self.scheduler is not None and not self.scheduler.shutdown(timeout=left(5.0)):
+            log.warning("daemon.scheduler_job_still_running", detail="left to end with the process")
         self._loop_stop.set()
+        engine_done = True
         if self._engine_thread is not None:
-            self._engine_thread.join(timeout=10)
-        if self.engine is not None:
+            self._engine_thread.join(timeout=left(10.0))
+            engine_done = not self._engine_thread.is_alive()
+        if not engine_done:
+            # The engine thread still owns the journal: writing from here would race it (and
+            # SQLite refuses another thread's connection). Leftover events stay unjournaled;
+            # reconciliation after the restart recovers what they said.
+            log.error("daemon.engine_join_timeout", left_unjournaled=self.events.qsize())
+        elif self.engine is not None:
             # Whatever the producers posted last (stream closes, key delete) is journaled too.
             while True:
                 try:
                     self.engine.handle(self.events.get_nowait())
                 except queue.Empty:
                     break
-        if self.journal is not None:
+        if self.journal is not None and engine_done:
             self.journal.close()
         if self.marketplace is not None:
             self.marketplace.close()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import structlog
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -79,18 +81,56 @@ class SchedulerJobs:
         self._clock: Clock = clock or SystemClock()
         self._counter = itertools.count(1)
         self._counter_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    # --- stopping: jobs end at their next check, shutdown waits a bounded time -------------
+
+    def stop(self) -> None:
+        """No new job starts; a running reconciliation ends before its next RFQ."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no job body runs (at most ``timeout`` s); True when idle."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        with self._idle:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    # --- job bodies ---------------------------------------------------------------------------
 
     def keepalive(self) -> None:
         """Extend the listen key (the keeper replaces it itself when that fails)."""
-        if self._keeper is None:
+        if self._keeper is None or self.stopping:
             return
-        try:
-            self._keeper.extend()
-        except Exception:  # the keeper handles venue errors; this is a bug guard
-            log.exception("keepalive_job_failed")
+        with self._running():
+            try:
+                self._keeper.extend()
+            except Exception:  # the keeper handles venue errors; this is a bug guard
+                log.exception("keepalive_job_failed")
 
     def sync_clock(self) -> None:
         """Measure the venue clock offset; expiry checks and signatures depend on it."""
+        if self.stopping:
+            return
+        with self._running():
+            self._sync_clock()
+
+    def _sync_clock(self) -> None:
         try:
             offset = self._api.sync_clock()
         except Exception as exc:  # noted and retried next run; the old offset stays
@@ -105,7 +145,14 @@ class SchedulerJobs:
 
         History and active quotes are posted as they are; the engine decides what they mean.
         A 429 or a ban ends the round at once: more requests would only prolong the penalty.
+        ``stop()`` ends it before the next RFQ, so shutdown never waits for a whole round.
         """
+        if self.stopping:
+            return 0
+        with self._running():
+            return self._reconcile()
+
+    def _reconcile(self) -> int:
         try:
             targets = list(dict.fromkeys(self._targets()))
         except Exception:  # the engine's snapshot failed: nothing to do this round
@@ -113,6 +160,9 @@ class SchedulerJobs:
             return 0
         done = 0
         for rfq_id in targets:
+            if self.stopping:
+                log.info("reconcile_round_stopped", done=done, skipped=len(targets) - done)
+                break
             try:
                 # Stamp each query with its SEND time: an answer that comes back after an
                 # accept's 5xx may still describe the venue before that accept.
@@ -139,6 +189,8 @@ class SchedulerJobs:
 
     def create_scheduled_rfq(self, spec: ScheduledRfqSpec) -> None:
         """Ask the engine to create the RFQ; the engine journals it and calls the venue."""
+        if self.stopping:
+            return
         try:
             now = self._clock.now_ms()
             command = CreateRfqCommand(
@@ -166,6 +218,26 @@ class SchedulerJobs:
             log.exception("scheduler_post_failed", event=type(event).__name__)
 
 
+class DaemonThreadExecutor(BaseExecutor):
+    """APScheduler executor that runs each job run on its own daemon thread.
+
+    WHY: the default pool's threads are joined when the interpreter exits, so a job stuck in a
+    slow venue call (retries, 3 + 10 s timeouts) would hold the process long after ``stop()``
+    returned. Jobs are few and infrequent, and ``max_instances=1`` bounds each one.
+    """
+
+    def _do_submit_job(self, job: Any, run_times: Any) -> None:
+        def target() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except Exception as exc:  # run_job reports job errors itself; this is its own failure
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+
+        threading.Thread(target=target, name=f"rfqbot-job-{job.id}", daemon=True).start()
+
+
 class Scheduler:
     """The running schedule: ``start()``, ``reconcile_now()``, ``shutdown()``."""
 
@@ -176,10 +248,22 @@ class Scheduler:
     def start(self) -> None:
         self.aps.start()
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop firing; with ``wait`` also let running jobs finish (they are bounded by REST timeouts)."""
+    def stop(self) -> None:
+        """Stop firing and tell running jobs to end at their next check; returns at once."""
+        self.jobs.stop()
         if self.aps.running:
-            self.aps.shutdown(wait=wait)
+            self.aps.shutdown(wait=False)
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """``stop()``, then with ``wait`` wait up to ``timeout`` s for running jobs; True when idle.
+
+        Never APScheduler's own ``wait=True``: a reconciliation round is many venue queries,
+        each with retries and timeouts, and a shutdown must not last that long (systemd would
+        SIGKILL the process before the listen key is deleted). A job still running after the
+        timeout is on a daemon thread and dies with the process.
+        """
+        self.stop()
+        return self.jobs.wait_idle(timeout) if wait else self.jobs.wait_idle(0)
 
     def reconcile_now(self) -> None:
         """Run reconciliation as soon as possible (a stream just resubscribed: pushes may be lost).
@@ -208,7 +292,7 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
     """
     jobs = SchedulerJobs(marketplace=marketplace, post=post, reconcile_targets=reconcile_targets,
                          keeper=keeper, clock=clock)
-    aps = BackgroundScheduler(timezone=tz)
+    aps = BackgroundScheduler(timezone=tz, executors={"default": DaemonThreadExecutor()})
     once = {"coalesce": True, "max_instances": 1}  # explicit per job: pending jobs show it too
     now = datetime.now(timezone.utc)
     if keeper is not None:
@@ -248,5 +332,5 @@ def _rfq_trigger(spec: ScheduledRfqSpec, tz: Any) -> tuple[Any, int]:
     return IntervalTrigger(seconds=every), max(1, min(60, int(every) // 2))
 
 
-__all__ = ["MAX_CLIENT_ID_LEN", "Scheduler", "SchedulerJobs", "build_scheduler",
+__all__ = ["DaemonThreadExecutor", "MAX_CLIENT_ID_LEN", "Scheduler", "SchedulerJobs", "build_scheduler",
            "build_scheduler_from_settings"]
