@@ -365,6 +365,24 @@ def test_verify_names_the_first_edited_row_and_exits_1(journal_copy: Path, capsy
     assert code == 1 and f"event seq {seq}" in out and "JOURNAL FAILED VERIFICATION" in out
 
 
+def test_verify_expect_head_catches_cut_off_newest_rows(journal_copy: Path, capsys) -> None:
+    code, out, _ = run(capsys, "journal", "verify", "--journal", str(journal_copy))
+    hint = next(line for line in out.splitlines() if "--expect-head" in line)
+    head = hint.split("--expect-head ", 1)[1].strip()
+    code, out, _ = run(capsys, "journal", "verify", "--expect-head", head, "--journal", str(journal_copy))
+    assert code == 0, out
+    conn = sqlite3.connect(journal_copy)
+    conn.execute("DELETE FROM events WHERE seq > (SELECT MAX(seq) - 3 FROM events)")  # chain still links
+    conn.commit()
+    conn.close()
+    code, out, _ = run(capsys, "journal", "verify", "--json", "--expect-head", head, "--journal", str(journal_copy))
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and checks["hash chain"]["ok"] and not checks["expected head"]["ok"]
+    assert "truncated" in checks["expected head"]["detail"]
+    code, _, err = run(capsys, "journal", "verify", "--expect-head", "12", "--journal", str(journal_copy))
+    assert code == 2 and "SEQ:HASH" in err
+
+
 def test_rebuild_repairs_derived_tables(journal_copy: Path, capsys) -> None:
     conn = sqlite3.connect(journal_copy)
     victim = conn.execute("SELECT rfq_id FROM rfqs ORDER BY rfq_id LIMIT 1").fetchone()[0]
