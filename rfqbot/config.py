@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from rfqbot import spot_sources
 from rfqbot.config_yaml import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
 from rfqbot.config_checks import check_inline_secrets, pydantic_errors_to_config_error
 from rfqbot.credentials import Credentials, load_credentials  # noqa: F401 (part of this API)
@@ -295,6 +296,7 @@ def load_config_text(text: str, *, file: str = "<config>") -> Settings:
         raise pydantic_errors_to_config_error(exc, data, lines, file, Settings) from None
     settings._file = file
     settings._chains = _compile_strategies(settings, file, lines)
+    spot_sources.check(settings, file=file, lines=lines)  # spot-reading strategies get their feed
     return settings
 
 

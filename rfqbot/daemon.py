@@ -29,7 +29,8 @@ from rfqbot.listenkey import ListenKeyKeeper
 from rfqbot.marketplace import MarketPlace
 from rfqbot.records import Pair
 from rfqbot.scheduler import Scheduler, build_scheduler_from_settings
-from rfqbot.streams import StreamConnection, build_private_stream, build_public_stream
+from rfqbot.stream_setup import build_private_stream, build_public_stream
+from rfqbot.streams import StreamConnection
 
 log = structlog.get_logger(__name__)
 

@@ -13,12 +13,10 @@ same value, pongs and any other frame mark the connection alive.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -28,56 +26,13 @@ import websocket
 from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.events import Event, Heartbeat, RejectedFrame, StreamName, StreamStatus
+from rfqbot.stream_records import Decode, SessionEnd, key_hint, public_subscriptions  # noqa: F401 (re-export)
 
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 1 << 20  # 1 MiB: no documented frame comes near it
 HEALTHY_SESSION_S = 10.0  # a session with frames that lasted this long resets the backoff
 _RAW_SNIPPET = 512  # how much of a rejected oversized frame is kept for the journal
-
-Decode = Callable[[StreamName, "str | bytes", int], list[Event]]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
-    """How one connection attempt ended; given to ``on_stale`` for every abnormal end.
-
-    ``reason``: ``stale`` (no frame or pong in time), ``closed`` (the server closed),
-    ``error`` (network/TLS/protocol failure), ``rejected`` (the handshake got an HTTP error
-    status: for the private stream usually a dead listen key). ``connected_ms`` is None when
-    the connection never opened. ``frames`` counts frames received in this session, so a
-    caller can tell "opened but nothing ever arrived" from a session that worked for a while.
-    """
-
-    stream: StreamName
-    session: int
-    url: str
-    reason: str
-    connected_ms: int | None
-    ended_ms: int
-    frames: int
-    detail: str = ""
-
-
-def key_hint(key: str | None) -> str:
-    """A fingerprint to tell listen keys apart in logs and the journal without revealing them."""
-    if not key:
-        return ""
-    return "k:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
-
-
-def public_subscriptions(topics: Sequence[str] = ("rfqs", "quotes"),
-                         spot_symbols: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Subscribe messages for the public stream (Market Place topics, then spot tickers).
-
-    The two message shapes differ on purpose: the venue documents ``{"event":"SUBSCRIBE"}``
-    for Market Place topics and the spot shape with ``"event":"sub"`` for ``realtimes``.
-    """
-    subs: list[dict[str, Any]] = [{"event": "SUBSCRIBE", "topic": t} for t in topics]
-    subs += [{"symbol": s, "topic": "realtimes", "event": "sub", "params": {"binary": False}}
-             for s in spot_symbols]
-    return subs
-
 
 def _abort(ws: "websocket.WebSocket | None") -> None:
     """Shut the socket down from another thread so a blocked read or handshake returns now."""
@@ -440,32 +395,3 @@ class StreamConnection:
     @staticmethod
     def _describe(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"[:300]
-
-
-# --- wiring from config -------------------------------------------------------------------------
-
-def build_public_stream(settings: Any, *, post: Callable[[Event], None], decode: Decode | None = None,
-                        clock: Clock | None = None) -> StreamConnection:
-    """The public stream as ``streams.*`` and ``venue.*`` configure it."""
-    profile = settings.profile()
-    cfg = settings.streams
-    return StreamConnection(
-        "public", profile.public_stream_url, post=post, decode=decode,
-        subscribe=public_subscriptions(cfg.public_topics, cfg.spot_symbols),
-        client_ping_interval_s=cfg.ping_interval_s, answer_server_pings=False,
-        stale_after_s=cfg.public_stale_after_s, max_backoff_s=cfg.reconnect_max_backoff_s,
-        ca_file=profile.ca_file, clock=clock, connect_timeout_s=max(profile.connect_timeout_s, 1.0))
-
-
-def build_private_stream(settings: Any, *, post: Callable[[Event], None], decode: Decode | None = None,
-                         clock: Clock | None = None,
-                         on_stale: Callable[[SessionEnd], None] | None = None) -> StreamConnection:
-    """The private stream, not yet on any key: ``ListenKeyKeeper.start`` moves it onto one."""
-    profile = settings.profile()
-    cfg = settings.streams
-    return StreamConnection(
-        "private", profile.private_stream_url("pending"), post=post, decode=decode,
-        client_ping_interval_s=None, answer_server_pings=True,
-        stale_after_s=cfg.private_stale_after_s, max_backoff_s=cfg.reconnect_max_backoff_s,
-        ca_file=profile.ca_file, clock=clock, on_stale=on_stale,
-        connect_timeout_s=max(profile.connect_timeout_s, 1.0))

@@ -205,6 +205,8 @@ def test_manual_outside_leave_and_no_limit():
 
 def test_unquoted_yaml_numbers_reach_params_exactly():
     settings = load_config_text("""
+streams:
+  spot_symbols: [BTCUSDT]
 strategies:
   BTC/USDT:
     - use: price_limit

@@ -453,7 +453,7 @@ def test_default_decoder_is_wire_decode_frame(server, streams):
 
 def test_builders_follow_config():
     from rfqbot.config import Settings
-    from rfqbot.streams import build_private_stream, build_public_stream
+    from rfqbot.stream_setup import build_private_stream, build_public_stream
 
     settings = Settings.model_validate({"streams": {"spot_symbols": ["BTCUSDT"], "ping_interval_s": 7,
                                                     "public_stale_after_s": 21, "private_stale_after_s": 61,
@@ -493,3 +493,25 @@ def test_tls_verifies_against_the_given_ca_file(tmp_path, streams):
         assert untrusted.state != "subscribed"
         trusted.stop(2.0)
         untrusted.stop(2.0)
+
+
+def test_spot_topics_follow_the_strategies_and_are_checked():
+    from rfqbot.config import load_config_text
+    from rfqbot.errors import ConfigError
+    from rfqbot.stream_setup import build_public_stream
+
+    def cfg(symbols, *steps):
+        body = "".join(f"    - use: reference_band\n      max_bps: 5\n      source: {s}\n" for s in steps)
+        return load_config_text(f"streams:\n  spot_symbols: {symbols}\nstrategies:\n  BTC/USDT:\n{body}"
+                                "    - use: price_limit\n      limit_price: 1\n", file="c.yaml")
+
+    pub = build_public_stream(cfg("[BTCUSDT]", "spot.trade", "spot.depth"), post=Sink())
+    assert sorted((s["symbol"], s["topic"]) for s in pub._subscribe if "symbol" in s) == [
+        ("BTCUSDT", "depth"), ("BTCUSDT", "trade")]
+    pub = build_public_stream(cfg("[BTCUSDT]", "spot"), post=Sink())
+    assert [s["topic"] for s in pub._subscribe if "symbol" in s] == ["realtimes"]
+    assert cfg("[]", "public_quotes").streams.spot_symbols == []  # no spot source: nothing to check
+    with pytest.raises(ConfigError) as err:
+        cfg("[ETHUSDT]", "spot.trade")
+    assert err.value.key == "streams.spot_symbols" and "add BTCUSDT" in str(err.value)
+    assert "strategies.BTC/USDT[0]" in str(err.value) and err.value.line == 2
