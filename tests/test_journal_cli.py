@@ -472,6 +472,22 @@ def test_reading_an_old_journal_never_upgrades_it(tmp_path: Path, capsys) -> Non
     assert code == 0 and "already at schema v3" in out
 
 
+def test_a_v2_journal_is_read_as_it_is_with_a_warning(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((Path(__file__).parent / "fixtures" / "journal_v2.sql").read_text())
+    conn.close()
+    code, out, err = run(capsys, "journal", "show", "MP700000000000000021", "--json", "--journal", str(path))
+    assert code == 0 and "journal.older_schema" in err and "rfqbot journal upgrade" in err
+    assert json.loads(out)["venue_calls"] == []  # v2's projection: the rfq-active call is not linked
+    assert _count(path, "PRAGMA user_version") == 2  # read, never migrated
+    code, _, err = run(capsys, "journal", "upgrade", "--journal", str(path))
+    assert code == 0, err
+    code, out, _ = run(capsys, "journal", "show", "MP700000000000000021", "--json", "--journal", str(path))
+    calls = json.loads(out)["venue_calls"]
+    assert code == 0 and [c["endpoint"] for c in calls] == ["/api/v1/market-place/rfq-active/MP700000000000000021"]
+
+
 # --- the README's sqlite-utils examples -----------------------------------------------------------
 
 def test_readme_sqlite_utils_examples_run(journal_copy: Path) -> None:
