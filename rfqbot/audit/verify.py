@@ -164,7 +164,7 @@ def _check_head(conn: sqlite3.Connection, seq: int, digest: str) -> Check:
     return Check(name, False, f"event seq {seq} is missing: {why}", {"seq": seq, "present": False})
 
 
-def _check_derived(conn: sqlite3.Connection, *, skip: set[str] = frozenset()) -> list[Check]:  # type: ignore[assignment]
+def _check_derived(conn: sqlite3.Connection, *, skip: frozenset[str] | set[str] = frozenset()) -> list[Check]:
     """Replay events into TEMP shadows of the derived tables (defined as the code defines them)
     and compare. The caller holds the read transaction; its ROLLBACK drops the shadows."""
     reference = schema_check.table_sql()
