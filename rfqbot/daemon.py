@@ -195,7 +195,7 @@ class Daemon:
         self._check_not_stopping("scheduler")
         self.scheduler = build_scheduler_from_settings(
             s, marketplace=self.marketplace, post=self.post, reconcile_targets=self.engine.reconcile_targets,
-            keeper=self.keeper, clock=self.clock)
+            keeper=self.keeper, clock=self.clock, window_start=self.engine.reconcile_window_start)
         self.scheduler.start()
         self.started_ms = self.clock.now_ms()
         log.info("daemon.started", journal=str(s.journal.path), listen_key=self.keeper.key_hint)
@@ -313,7 +313,7 @@ def _open_rfqs_without_lock(engine: Engine) -> int | None:
     read. An approximate count is fine for status lines; a frozen status line is not.
     """
     try:
-        return sum(1 for rfq in list(engine.rfqs.values()) if not rfq.is_final)
+        return sum(1 for rfq in list(engine.rfqs.values()) if rfq.is_open)
     except RuntimeError:  # the dict was resized mid-copy: report nothing rather than wait
         return None
 

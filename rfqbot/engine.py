@@ -46,6 +46,9 @@ _JOURNAL_WRITE_ERRORS = (sqlite3.Error, JournalError)
 # An accept "rejected" with these codes was never judged by the venue (429 pause, 418 ban).
 RATE_LIMIT_CODES = ("429", "418")
 RATE_LIMIT_RETRY_MS = 1000
+# The venue's RFQ history reaches back 90 days (create time); a day less leaves room for skew.
+HISTORY_WINDOW_MS = 89 * DAY_MS
+HISTORY_MARGIN_MS = 3_600_000
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -90,6 +93,15 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self.rfqs = restore_rfqs(state.rfqs, state.unknown_accepts, self.pairs.values(), self.local_clock.now_ms())
         for accept in state.recent_accepts:
             self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
+        for rfq in self.rfqs.values():
+            born = rfq.created_ms or rfq.updated_ms
+            if not rfq.is_final and born is not None and born < now - HISTORY_WINDOW_MS:
+                rfq.stale = True
+                self._record("rfq.stale", "engine", {
+                    "reason": "open in the journal but older than the venue's 90-day history: outcome unknown; "
+                              "no longer reconciled nor counted against max_open_rfqs",
+                    "born_ms": born, "rfq_state": rfq.snapshot()}, rfq_id=rfq.rfq_id)
+                log.warning("engine.rfq_stale", rfq_id=rfq.rfq_id, born_ms=born)
         if state.last_seq:
             doubts = sorted(r.rfq_id for r in self.rfqs.values() if r.accept_state == ACCEPT_UNKNOWN)
             self._record("engine.restored", "engine", {"rfqs": len(self.rfqs), "accepts_in_doubt": doubts,
@@ -202,13 +214,28 @@ class Engine(DecisionHandlers, PassiveHandlers):
     def open_rfq_count(self) -> int:
         """Own RFQs not yet final (thread-safe read for status lines)."""
         with self._lock:
-            return sum(1 for r in self.rfqs.values() if not r.is_final)
+            return sum(1 for r in self.rfqs.values() if r.is_open)
 
     def reconcile_targets(self) -> list[str]:
         """Own RFQs still open, and RFQs with an accept in doubt: what reconciliation should query."""
         with self._lock:
             return sorted(r.rfq_id for r in self.rfqs.values()
-                          if not r.is_final or r.accept_state in (ACCEPT_UNKNOWN, ACCEPT_OUTSTANDING))
+                          if r.is_open or (not r.stale and r.accept_state in (ACCEPT_UNKNOWN, ACCEPT_OUTSTANDING)))
+
+    def reconcile_window_start(self, rfq_id: str) -> int | None:
+        """Venue-time start for the history query of an RFQ older than the default 24 h window.
+
+        None for recent RFQs (the venue's default window finds them). The venue keeps 90 days.
+        """
+        with self._lock:
+            rfq = self.rfqs.get(rfq_id)
+            born = None if rfq is None else (rfq.created_ms or rfq.updated_ms)
+        if born is None:
+            return None
+        now = self.venue_clock.now_ms()
+        if born >= now - DAY_MS + HISTORY_MARGIN_MS:
+            return None
+        return max(born - HISTORY_MARGIN_MS, now - HISTORY_WINDOW_MS)
 
     # --- journal helpers ----------------------------------------------------------------------
 
@@ -249,6 +276,9 @@ class Engine(DecisionHandlers, PassiveHandlers):
         rfq.status, rfq.status_raw, rfq.updated_ms = status, raw or status.value, at_ms
         rfq.accept_state = accept_state_after(rfq.accept_state, status)
         if status is RfqStatus.NEW and before is RfqStatus.ACCEPTED:
+            if rfq.accepted_quote_id:  # that acceptance lapsed: never taken again, a late ack is old news
+                rfq.lapsed_quotes.add(rfq.accepted_quote_id)
+                rfq.refused_quotes.add(rfq.accepted_quote_id)
             rfq.accepted_quote_id = None if rfq.accept_state == ACCEPT_NONE else rfq.accepted_quote_id
         if rfq.is_final:
             rfq.wait_until_ms = None
@@ -294,9 +324,15 @@ class Engine(DecisionHandlers, PassiveHandlers):
         rfq = self._rfq(ev.rfq_id)
         mine = ev.action == "accept" and rfq.accept_state == ACCEPT_OUTSTANDING and rfq.inflight_quote_id == ev.quote_id
         decision_seq = rfq.decision_seq if mine else None
+        lapsed = ev.outcome == "accepted" and ev.quote_id in rfq.lapsed_quotes
         if mine:
             rfq.inflight_quote_id = None
-            if ev.outcome == "accepted":
+            if lapsed:
+                # rfqUpdates already showed this acceptance lapse (accepted -> new); the answer
+                # is older than that news. The venue's RFQ is new: nothing is accepted now.
+                rfq.accept_state, rfq.accepted_quote_id, rfq.price = ACCEPT_NONE, None, None
+                self.ledger.release(rfq.rfq_id)
+            elif ev.outcome == "accepted":
                 rfq.accept_state = ACCEPT_ACCEPTED
             elif ev.outcome == "rejected":
                 # Definitively not taken; unless the venue already shows an accept made elsewhere.
@@ -315,11 +351,12 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self._record(kinds.KIND_ACCEPT_RESULT, "rest", {
             "action": ev.action, "outcome": ev.outcome, "status_raw": ev.status_raw, "venue_code": ev.venue_code,
             "message": ev.message, "expires_ms": ev.expires_ms, "latency_ms": ev.latency_ms,
-            "decision_seq": decision_seq, "matched": mine, "rfq_state": rfq.snapshot()},
+            "decision_seq": decision_seq, "matched": mine, "rfq_state": rfq.snapshot(),
+            **({"note": "late: rfqUpdates already showed this acceptance lapse; status not moved"} if lapsed else {})},
             rfq_id=ev.rfq_id, quote_id=ev.quote_id)
         log.info("engine.accept_result", rfq_id=ev.rfq_id, quote_id=ev.quote_id, action=ev.action,
                  outcome=ev.outcome, venue_code=ev.venue_code)
-        if ev.outcome in ("accepted", "declined") and ev.status_raw:
+        if ev.outcome in ("accepted", "declined") and ev.status_raw and not lapsed:
             status = RfqStatus.parse(ev.status_raw)
             self._observe_status(rfq, status, ev.status_raw, f"{ev.action}-ack", ev.received_ms, allow_reopen=False)
         elif mine and ev.outcome == "rejected" and rfq.last_quotes and self._skip_reason(rfq) is None:
@@ -368,7 +405,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             reason = "journal write failed" if self.journal_failure else "shutting down"
             self._record("create.refused", ev.source, {"command": ev, "reason": reason})
             return
-        open_count = sum(1 for r in self.rfqs.values() if not r.is_final) + len(self.pending_creates)
+        open_count = sum(1 for r in self.rfqs.values() if r.is_open) + len(self.pending_creates)
         block = check_create(self.risk, open_rfqs=open_count, sell_ccy=ev.sell_ccy, sell_amount=ev.sell_amount,
                              kill_switch_engaged=self._check_kill_switch())
         if block is not None:

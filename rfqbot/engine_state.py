@@ -123,10 +123,21 @@ class OwnRfq:
     last_quotes_ms: int | None = None
     refused_quotes: set[str] = field(default_factory=set)
     declined_quotes: set[str] = field(default_factory=set)
+    # Quotes whose acceptance the private stream showed lapsing (accepted -> new): a late
+    # accept answer about one of them is old news and must not move the RFQ back to accepted.
+    lapsed_quotes: set[str] = field(default_factory=set)
+    # Restored from the journal but older than the venue's history window: nobody can tell
+    # what became of it, so it is no longer queried nor counted as open (journaled once).
+    stale: bool = False
 
     @property
     def is_final(self) -> bool:
         return self.status is not None and self.status.is_final
+
+    @property
+    def is_open(self) -> bool:
+        """Counts against max_open_rfqs and is reconciled: not final, and not given up as stale."""
+        return not self.is_final and not self.stale
 
     def learn(self, *, buy_ccy: str | None = None, sell_ccy: str | None = None,
               buy_amount: Decimal | None = None, sell_amount: Decimal | None = None,

@@ -37,7 +37,7 @@ MAX_CLIENT_ID_LEN = 36  # the venue documents no limit for rfqClOrderId; spot id
 
 class VenueQueries(Protocol):
     def sync_clock(self) -> int: ...
-    def rfq_history(self, *, rfq_id: str | None = None) -> list[Rfq]: ...
+    def rfq_history(self, *, rfq_id: str | None = None, start_ms: int | None = None) -> list[Rfq]: ...
     def active_quotes(self, rfq_id: str) -> list[Quote]: ...
 
 
@@ -73,8 +73,11 @@ class SchedulerJobs:
 
     def __init__(self, *, marketplace: VenueQueries, post: Callable[[Event], None],
                  reconcile_targets: Callable[[], Iterable[str]], keeper: Keepalive | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, window_start: Callable[[str], int | None] | None = None) -> None:
         self._api = marketplace
+        # RFQ -> venue-time start of a history window wider than the venue's default 24 h
+        # (a restored RFQ created days ago is not in the default window), or None.
+        self._window_start = window_start
         self._post = post
         self._targets = reconcile_targets
         self._keeper = keeper
@@ -167,7 +170,7 @@ class SchedulerJobs:
                 # Stamp each query with its SEND time: an answer that comes back after an
                 # accept's 5xx may still describe the venue before that accept.
                 asked = self._clock.now_ms()
-                rows = self._api.rfq_history(rfq_id=rfq_id)
+                rows = self._api.rfq_history(**self._history_args(rfq_id))
                 now = self._clock.now_ms()
                 for rfq in rows:
                     self._emit(RfqReconciled(now, rfq, "history", asked_ms=asked))
@@ -186,6 +189,10 @@ class SchedulerJobs:
                 self._emit(Note(self._clock.now_ms(), "reconcile_failed",
                                 {"rfq_id": rfq_id, "error": str(exc)[:300]}))
         return done
+
+    def _history_args(self, rfq_id: str) -> dict[str, Any]:
+        start = self._window_start(rfq_id) if self._window_start is not None else None
+        return {"rfq_id": rfq_id} if start is None else {"rfq_id": rfq_id, "start_ms": start}
 
     def create_scheduled_rfq(self, spec: ScheduledRfqSpec) -> None:
         """Ask the engine to create the RFQ; the engine journals it and calls the venue."""
@@ -281,7 +288,8 @@ class Scheduler:
 
 def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
                     reconcile_targets: Callable[[], Iterable[str]], keeper: Keepalive | None = None,
-                    clock: Clock | None = None, extend_every_s: float = 1800,
+                    clock: Clock | None = None, window_start: Callable[[str], int | None] | None = None,
+                    extend_every_s: float = 1800,
                     clock_sync_every_s: float = 300, reconcile_every_s: float = 30,
                     scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
     """All jobs on one BackgroundScheduler (not started). Cron entries use ``tz`` (UTC).
@@ -291,7 +299,7 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
     one; a job never overlaps itself.
     """
     jobs = SchedulerJobs(marketplace=marketplace, post=post, reconcile_targets=reconcile_targets,
-                         keeper=keeper, clock=clock)
+                         keeper=keeper, clock=clock, window_start=window_start)
     aps = BackgroundScheduler(timezone=tz, executors={"default": DaemonThreadExecutor()})
     once = {"coalesce": True, "max_instances": 1}  # explicit per job: pending jobs show it too
     now = datetime.now(timezone.utc)
