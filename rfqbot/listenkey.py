@@ -134,12 +134,18 @@ class ListenKeyKeeper:
                 return False  # already posted as failed; a human must act
             if new is None:
                 return False
-            if self._stopping.is_set():  # stop() came while creating: the new key is not wanted
+            # stop() sets the flag before it takes the key under this lock, so checking here,
+            # under the lock, means: either stop() takes (and deletes) the new key, or we see
+            # the flag and delete it ourselves. A check before the lock left a window in which
+            # the new key was installed after stop() had taken the old one: never deleted.
+            with self._lock:
+                unwanted = self._stopping.is_set()
+                if not unwanted:
+                    self._key = new
+                    self.key_since_ms = self._clock.now_ms()
+            if unwanted:
                 self._delete(new)
                 return False
-            with self._lock:
-                self._key = new
-                self.key_since_ms = self._clock.now_ms()
             self._stream.move_to(self._url_for_key(new))
             self._status("replaced", new, f"{reason}; old key {key_hint(old)}")
             if old is not None:

@@ -317,3 +317,46 @@ def test_dead_key_on_real_stream_moves_it_to_a_new_key():
             keeper.stop(1.0)
     assert calls[-1] == ("delete", KEYS[1])
     assert_no_key_leaked(sink)
+
+
+class _HookLock:
+    """A lock that runs ``hook`` once, just before the replace thread's 2nd acquire (the key swap)."""
+
+    def __init__(self, hook):
+        self._lock = threading.Lock()
+        self._hook = hook
+        self._entries = 0
+
+    def __enter__(self):
+        if threading.current_thread().name == "replacer":
+            self._entries += 1
+            if self._entries == 2:
+                self._hook()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+def test_stop_racing_a_replacement_leaves_no_key_undeleted():
+    calls: list[tuple[str, str]] = []
+    api = FakeApi(calls)
+    keeper = ListenKeyKeeper(api, FakeStream(calls), url_for, post=lambda e: None)
+    assert keeper.start()
+    stopper: list[threading.Thread] = []
+
+    def stop_now():  # stop() runs to the end while the replacement is between create and swap
+        keeper._replacing.release()  # as if stop()'s bounded wait for the replacement had run out
+        t = threading.Thread(target=keeper.stop, kwargs={"timeout": 1.0})
+        stopper.append(t)
+        t.start()
+        t.join(5)
+        keeper._replacing.acquire()
+
+    keeper._lock = _HookLock(stop_now)
+    replacer = threading.Thread(target=keeper.replace, args=("test",), name="replacer")
+    replacer.start()
+    replacer.join(10)
+    created = {k for op, k in calls if op == "create"}
+    deleted = {k for op, k in calls if op == "delete"}
+    assert created == {KEYS[0], KEYS[1]} and deleted == created, calls
