@@ -23,7 +23,10 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--duration", type=float, default=60.0, metavar="S",
                       help="seconds to run (default 60; 0 = until Ctrl-C)")
     demo.add_argument("--journal", default=DEFAULT_DEMO_JOURNAL, metavar="PATH",
-                      help=f"journal file (default ./{DEFAULT_DEMO_JOURNAL}, replaced at each demo)")
+                      help=f"journal file (default ./{DEFAULT_DEMO_JOURNAL}, replaced at each demo; "
+                           "any other existing file is refused unless --resume)")
+    demo.add_argument("--resume", action="store_true",
+                      help="append to an existing --journal instead of starting a fresh one")
     demo.add_argument("--seed", type=int, default=7, help="simulator seed (same seed, same market)")
     demo.set_defaults(func=cmd_demo)
 
@@ -53,7 +56,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     level = "info" if getattr(args, "verbose", False) else "warning"
     configure_logging(level, "console")
     journal = Path(args.journal)
-    if journal.exists() and args.journal == DEFAULT_DEMO_JOURNAL:
+    resume = getattr(args, "resume", False)
+    if journal.exists() and not resume:
+        if args.journal != DEFAULT_DEMO_JOURNAL:
+            # Someone's journal (maybe a real one): never replaced, never silently mixed with a demo.
+            raise argparse.ArgumentTypeError(
+                f"--journal {journal} already exists; the demo replaces only its default "
+                f"./{DEFAULT_DEMO_JOURNAL}. Pass --resume to append to it, or give a new path")
         for suffix in ("", "-wal", "-shm"):
             Path(str(journal) + suffix).unlink(missing_ok=True)
     printer = LifePrinter()

@@ -1,0 +1,33 @@
+"""``rfqbot demo --journal``: an existing file other than the default is refused unless --resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from rfqbot.cli import main
+
+
+def test_existing_non_default_journal_is_refused_and_kept(tmp_path, capsys):
+    journal = tmp_path / "desk.db"
+    journal.write_bytes(b"precious")
+    assert main(["demo", "--duration", "1", "--journal", str(journal)]) == 2
+    assert journal.read_bytes() == b"precious"
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err
+
+
+def test_resume_skips_the_refusal(tmp_path, monkeypatch):
+    import rfqbot.sim as sim_module
+
+    class Stop(Exception):
+        pass
+
+    def no_sim(*args, **kwargs):
+        raise Stop  # past the journal check: the demo would start the simulator here
+
+    monkeypatch.setattr(sim_module, "Simulator", no_sim)
+    journal = tmp_path / "desk.db"
+    journal.write_bytes(b"precious")
+    with pytest.raises(Stop):
+        main(["demo", "--duration", "1", "--journal", str(journal), "--resume"])
+    assert journal.read_bytes() == b"precious"
