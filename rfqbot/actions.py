@@ -19,11 +19,11 @@ import structlog
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import AcceptResult, CreateRfqCommand, Event, RfqCreateFailed, RfqReconciled
-from rfqbot.records import RfqStatus
+from rfqbot.records import ACCEPT_TOOK_STATUSES, RfqStatus
 
 log = structlog.get_logger(__name__)
 
-_ACCEPTED = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
+_ACCEPTED = ACCEPT_TOOK_STATUSES
 _DECLINED = frozenset({RfqStatus.FAILED, RfqStatus.DECLINED})
 
 

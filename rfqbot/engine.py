@@ -35,7 +35,7 @@ from rfqbot.events import (
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
 from rfqbot.journal import Journal, JournalError
-from rfqbot.records import Pair, Rfq, RfqStatus
+from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Rfq, RfqStatus
 from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
 from strategies import ChainSet, compile_chains
 
@@ -302,7 +302,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self._learn_rfq(rfq, ev.rfq)
         self._record("frame.rfq_update", "private", {"rfq": ev.rfq, "raw": ev.raw, "received_ms": ev.received_ms},
                      rfq_id=rfq.rfq_id, quote_id=ev.rfq.quote_id)
-        if ev.rfq.status in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL) and ev.rfq.quote_id:
+        if ev.rfq.status in ACCEPT_TOOK_STATUSES and ev.rfq.quote_id:
             rfq.accepted_quote_id = ev.rfq.quote_id
             rfq.price = ev.rfq.price if ev.rfq.price is not None else rfq.price
         self._observe_status(rfq, ev.rfq.status, ev.rfq.status_raw, "rfqUpdates", ev.received_ms)
@@ -385,7 +385,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             self.ledger.release(rfq.rfq_id)
             self._record(kinds.KIND_RFQ_STATE, "reconcile", {"cause": "accept in doubt settled: RFQ still new",
                                                              "rfq_state": rfq.snapshot()}, rfq_id=rfq.rfq_id)
-        if status in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL) and ev.rfq.quote_id:
+        if status in ACCEPT_TOOK_STATUSES and ev.rfq.quote_id:
             rfq.accepted_quote_id = ev.rfq.quote_id
             rfq.price = ev.rfq.price if ev.rfq.price is not None else rfq.price
         self._observe_status(rfq, status, ev.rfq.status_raw or (status.value if status else None),

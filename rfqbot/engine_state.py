@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
 
-from rfqbot.records import Pair, Quote, QuoteMode, RfqStatus, Side
+from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Quote, QuoteMode, RfqStatus, Side
 from rfqbot.market import MarketBook  # noqa: F401 - moved to rfqbot.market; old import path kept
 
 _RANK = {
@@ -37,7 +37,7 @@ ACCEPT_OUTSTANDING = "outstanding"  # sent (journaled first), no answer yet
 ACCEPT_UNKNOWN = "unknown"          # answer lost (5xx/timeout/restart): blocked until reconciled
 ACCEPT_ACCEPTED = "accepted"        # the venue took an accept (ours or one made elsewhere)
 BLOCKING_ACCEPT_STATES = frozenset({ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, ACCEPT_ACCEPTED})
-_TOOK = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
+_TOOK = ACCEPT_TOOK_STATUSES
 
 
 def status_rank(status: RfqStatus) -> int:

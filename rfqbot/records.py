@@ -48,6 +48,8 @@ _FINAL_STATUSES = frozenset(
 )
 # The same set as words, for SQL and other text (``status NOT IN (...)``): derived, never retyped.
 FINAL_STATUS_WORDS: tuple[str, ...] = tuple(status.value for status in RfqStatus if status in _FINAL_STATUSES)
+# Statuses that mean an accept took (ours or one made elsewhere): the RFQ is filled or filling.
+ACCEPT_TOOK_STATUSES = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
 
 
 class QuoteMode(str, Enum):

@@ -26,14 +26,14 @@ from typing import Any, Mapping
 
 from rfqbot.deciding import Decision, decide_quotes
 from rfqbot.market import MarketBook
-from rfqbot.records import QuoteMode, Quote, RfqStatus, Side
+from rfqbot.records import ACCEPT_TOOK_STATUSES, QuoteMode, Quote, RfqStatus, Side
 from rfqbot.replay_journal import Row, dec, integer, pairs_in, quote_of, quotes_of, read_rows
 from rfqbot.risk import RiskLedger, RiskSettings
 from strategies import ChainSet, RfqView
 from strategies.reference import PUBLIC_QUOTES, bps_worse, reference_price
 
 REFERENCE_MAX_AGE_MS = 60_000  # for the report's "price vs reference", not for any decision
-_DONE = frozenset({RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL})
+_DONE = ACCEPT_TOOK_STATUSES
 
 
 @dataclass(frozen=True, slots=True)

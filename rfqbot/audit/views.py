@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from rfqbot.records import RfqStatus
+from rfqbot.records import ACCEPT_TOOK_STATUSES, RfqStatus
 
 # The status words as the journal stores them (RfqStatus values); finality is the records' rule.
 FINAL_STATUSES = tuple(s.value for s in RfqStatus if s.is_final)
-FILLED_STATUSES = tuple(s.value for s in (RfqStatus.ACCEPTED, RfqStatus.PROCESSING, RfqStatus.SUCCESSFUL))
+FILLED_STATUSES = tuple(s.value for s in RfqStatus if s in ACCEPT_TOOK_STATUSES)  # accepted, processing, successful
 
 _J = "json_extract(payload, '{}')"
 
