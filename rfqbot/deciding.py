@@ -63,7 +63,7 @@ def decide_quotes(chain: Chain | None, view: RfqView | None, quotes: tuple[Quote
     result = chain.decide(DecisionContext(view, quotes, market, now_ms))
     payload: dict[str, Any] = {"final": result.kind, "reason": result.reason, "verdicts": result.steps_json()}
     if result.kind == "wait":
-        return Decision("wait", {**payload, "action": "wait", "until_ms": result.until_ms}, until_ms=result.until_ms)
+        return _capped_wait(result.until_ms, quotes, now_ms, payload, min_time_left_ms=min_time_left_ms)
     if result.kind == "decline":
         target = next((q for q in quotes if q.quote_id == result.quote_id), None)
         if target is not None and target.manual and target.quote_id not in declined:
@@ -73,6 +73,28 @@ def decide_quotes(chain: Chain | None, view: RfqView | None, quotes: tuple[Quote
         return Decision("none", {**payload, "action": "none"})
     return _guard_and_risk(result.allowed, view, now_ms, payload, min_time_left_ms=min_time_left_ms, risk=risk,
                            ledger=ledger, kill_switch=kill_switch)
+
+
+def _capped_wait(until_ms: int | None, quotes: tuple[Quote, ...], now_ms: int, payload: dict[str, Any], *,
+                 min_time_left_ms: int) -> Decision:
+    """A wait, but never past the last moment any quote at hand could still be accepted.
+
+    WHY: a plug-in may ask for any deadline; waking after every quote has fallen inside
+    ``min_time_left_ms`` of its expiry can only end in "expire too soon". So the deadline is
+    cut to the latest quote expiry minus ``min_time_left_ms``; when that moment has passed, the
+    wait is pointless and nothing is done (a new quote set decides again).
+    """
+    useful = [q.expires_ms - min_time_left_ms for q in quotes if q.expires_ms is not None]
+    last = max(useful) if useful else None
+    if last is not None and last <= now_ms:
+        return Decision("none", {**payload, "final": "none", "action": "none",
+                                 "reason": f"{payload['reason']}; but every quote expires within "
+                                           f"min_time_left_ms {min_time_left_ms}: waiting cannot help"})
+    if last is not None and (until_ms is None or until_ms > last):
+        payload = {**payload, "reason": f"{payload['reason']} (wait cut to {last}: the quotes' expiry minus "
+                                        f"min_time_left_ms {min_time_left_ms})", "wait_requested_ms": until_ms}
+        until_ms = last
+    return Decision("wait", {**payload, "action": "wait", "until_ms": until_ms}, until_ms=until_ms)
 
 
 def _guard_and_risk(allowed: tuple[Quote, ...], view: RfqView, now_ms: int, payload: dict[str, Any], *,

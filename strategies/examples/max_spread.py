@@ -24,7 +24,12 @@ class MaxSpreadToBest(Strategy):
 
     def evaluate(self, ctx: DecisionContext) -> Verdict:
         if len(ctx.quotes) < 2:
-            first_seen = min((q.submitted_ms for q in ctx.quotes if q.submitted_ms), default=ctx.now_ms)
+            # The deadline hangs on facts that do not change between evaluations (the first
+            # quote's submit time, else the RFQ's creation), never on "now": a deadline computed
+            # from now_ms would move with every evaluation and the wait would never end.
+            first_seen = min((q.submitted_ms for q in ctx.quotes if q.submitted_ms), default=ctx.rfq.created_ms)
+            if first_seen is None:
+                return Verdict.pass_("one quote and no time to count the wait from: not waiting")
             return Verdict.wait(first_seen + self.wait_ms, "want two quotes to compare")
         best, second = ctx.quotes[0], ctx.quotes[1]
         gap = abs(best.price - second.price)
