@@ -7,7 +7,6 @@ import textwrap
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from rfqbot.errors import ConfigError
 from rfqbot.records import Quote, QuoteMode, Side
@@ -165,24 +164,6 @@ def test_user_strategy_by_module_path(tmp_path, monkeypatch):
 
 def test_param_describe_mentions_bounds():
     assert "at least 0" in Param("x", "int", "doc", minimum=0).describe()
-
-
-prices = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1000000"), places=4)
-
-
-@settings(max_examples=200, deadline=None)
-@given(limit=prices, quote_prices=st.lists(prices, min_size=1, max_size=6),
-       side=st.sampled_from([Side.BUY_BASE, Side.SELL_BASE]), ranked=st.booleans())
-def test_property_no_chain_accepts_worse_than_limit(limit, quote_prices, side, ranked):
-    steps = [{"use": "lp_filter"}, {"use": "price_limit", "limit_price": str(limit)}, {"use": "settlement"}]
-    quotes = [q(f"q{i}", str(p), rank=(i + 1) if ranked else None) for i, p in enumerate(quote_prices)]
-    c = chain(steps)
-    res = c.decide(ctx(quotes, side=side))
-    if res.kind == "accept":
-        assert res.price <= limit if side is Side.BUY_BASE else res.price >= limit
-    acceptable = [p for p in quote_prices if (p <= limit if side is Side.BUY_BASE else p >= limit)]
-    assert (res.kind == "accept") == bool(acceptable)
-    assert c.decide(ctx(quotes, side=side)) == res  # deterministic
 
 
 def test_documented_example_strategy():
