@@ -69,10 +69,14 @@ class Totals:
     declines: int
     blocked: int
     unfilled: int                               # RFQs with quotes and no accept (declines included)
-    notional: Mapping[str, Decimal]
+    notional: Mapping[str, Decimal]             # volume per currency: bought + sold (see bought/sold)
     average_price: Mapping[str, Decimal]        # per pair, weighted by base amount
     average_vs_reference_bps: Decimal | None     # mean over accepts with a reference
     with_reference: int
+    # Per currency, what the accepts would buy and what they would sell, kept apart: USDT spent
+    # buying BTC and USDT received selling ETH are not one number a desk can use.
+    bought: Mapping[str, Decimal] = field(default_factory=dict)
+    sold: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +310,16 @@ def totals(rows: list[RfqReplay], side: str) -> Totals:
     notional: dict[str, Decimal] = {}
     weighted: dict[str, tuple[Decimal, Decimal]] = {}
     vs = [o.vs_reference_bps for _, o in accepts if o.vs_reference_bps is not None]
+    bought: dict[str, Decimal] = {}
+    sold: dict[str, Decimal] = {}
     for r, o in accepts:
+        base, _, quote_ccy = (r.pair or "").partition("/")
+        buys = base if r.side == Side.BUY_BASE.value else quote_ccy if r.side == Side.SELL_BASE.value else None
         for ccy, amount in o.amounts.items():
             notional[ccy] = notional.get(ccy, Decimal(0)) + amount
+            if buys:
+                into = bought if ccy == buys else sold
+                into[ccy] = into.get(ccy, Decimal(0)) + amount
         base = (r.pair or "/").split("/")[0]
         if r.pair and o.price is not None and base in o.amounts:
             total, qty = weighted.get(r.pair, (Decimal(0), Decimal(0)))
@@ -317,7 +328,8 @@ def totals(rows: list[RfqReplay], side: str) -> Totals:
     mean = (sum(vs, Decimal(0)) / len(vs)).quantize(Decimal("0.01")) if vs else None
     count = lambda action: sum(1 for o in outcomes if o is not None and o.action == action)  # noqa: E731
     return Totals(len(rows), len(accepts), count("decline"), count("blocked"),
-                  len(rows) - len(accepts), dict(sorted(notional.items())), average, mean, len(vs))
+                  len(rows) - len(accepts), dict(sorted(notional.items())), average, mean, len(vs),
+                  dict(sorted(bought.items())), dict(sorted(sold.items())))
 
 
 def replay_journal(path: str | Path, chains: ChainSet, risk: Any, *, min_time_left_ms: int,

@@ -274,6 +274,16 @@ def test_replay_honours_waits_and_risk(tmp_path):
     assert by_id["R1"].now.vs_reference_bps == D("-210.5263157894736842105263158")
     assert report.now.average_vs_reference_bps == D("-210.53")
     assert report.now.notional == {"BTC": D("1000") / D("97"), "USDT": D("1000")}
+    assert report.now.bought == {"BTC": D("1000") / D("97")} and report.now.sold == {"USDT": D("1000")}
+
+
+def test_replay_totals_keep_bought_and_sold_apart():
+    from rfqbot.replay import Outcome, RfqReplay, totals
+
+    rows = [RfqReplay("R1", "BTC/USDT", "buy", now=Outcome("accept", "", amounts={"BTC": D("1"), "USDT": D("100")})),
+            RfqReplay("R2", "ETH/USDT", "sell", now=Outcome("accept", "", amounts={"ETH": D("2"), "USDT": D("50")}))]
+    t = totals(rows, "now")
+    assert t.bought == {"BTC": D("1"), "USDT": D("50")} and t.sold == {"ETH": D("2"), "USDT": D("100")}
 
 
 def test_replay_kill_switch_state_comes_from_the_journal(tmp_path):

@@ -56,7 +56,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ("", lambda t: t[0]), ("RFQs", lambda t: t[1].rfqs), ("accepts", lambda t: t[1].accepts),
         ("unfilled", lambda t: t[1].unfilled), ("declined", lambda t: t[1].declines),
         ("blocked", lambda t: t[1].blocked),
-        ("notional", lambda t: ", ".join(f"{cell(v)} {k}" for k, v in t[1].notional.items())),
+        ("bought", lambda t: ", ".join(f"{cell(v)} {k}" for k, v in t[1].bought.items())),
+        ("sold", lambda t: ", ".join(f"{cell(v)} {k}" for k, v in t[1].sold.items())),
         ("avg price", lambda t: ", ".join(f"{k} {cell(v)}" for k, v in t[1].average_price.items())),
         ("vs reference (bps, + is better)", lambda t: (f"{cell(t[1].average_vs_reference_bps)} over "
                                                        f"{t[1].with_reference}") if t[1].with_reference else None),
