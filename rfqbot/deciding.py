@@ -47,10 +47,11 @@ def _none(reason: str, **extra: Any) -> Decision:
 def decide_quotes(chain: Chain | None, view: RfqView | None, quotes: tuple[Quote, ...], market: MarketContext,
                   now_ms: int, *, min_time_left_ms: int, risk: RiskSettings, ledger: RiskLedger,
                   kill_switch: Callable[[], bool], declined: frozenset[str] | set[str] = frozenset(),
-                  pair_text: str = "") -> Decision:
+                  pair_text: str = "", trading_status: str | None = None) -> Decision:
     """Decide on ``quotes`` (already without quotes the venue refused) at venue time ``now_ms``.
 
-    ``view`` is None when the RFQ's pair is not a tradable pair; ``declined`` holds manual quotes
+    ``view`` is None when the RFQ's pair is not a tradable pair; ``trading_status`` is the pair's
+    ``get-pairs`` status (``CLOSED``: never accepted); ``declined`` holds manual quotes
     already declined (a decline is sent once). ``kill_switch`` is called only when an accept is
     about to pass the risk checks, so its file is read no more often than needed.
     """
@@ -58,6 +59,8 @@ def decide_quotes(chain: Chain | None, view: RfqView | None, quotes: tuple[Quote
         return _none("no quotes left to consider")
     if view is None:
         return _none(f"pair of {pair_text} is not a tradable pair (get-pairs); never accepted")
+    if trading_status is not None and trading_status.strip().upper() == "CLOSED":
+        return _none(f"{view.pair} trading status is CLOSED (get-pairs): never accepted")
     if chain is None:
         return _none(f"no strategy chain for {view.pair} (nor '*'); quotes left to expire")
     result = chain.decide(DecisionContext(view, quotes, market, now_ms))

@@ -81,7 +81,8 @@ class DecisionHandlers:
         market = self.market.context(rfq.pair) if rfq.pair else self.market.context("")
         decision = decide_quotes(chain, view, quotes, market, now, min_time_left_ms=self.min_time_left_ms,
                                  risk=self.risk, ledger=self.ledger, kill_switch=self._check_kill_switch,
-                                 declined=rfq.declined_quotes, pair_text=f"{rfq.buy_ccy}/{rfq.sell_ccy}")
+                                 declined=rfq.declined_quotes, pair_text=f"{rfq.buy_ccy}/{rfq.sell_ccy}",
+                                 trading_status=getattr(self.pairs.get(rfq.pair or ""), "trading_status", None))
         payload = {"trigger": trigger, "at_ms": now, **decision.payload}
         if decision.action == "wait":
             rfq.wait_until_ms = decision.until_ms

@@ -78,3 +78,16 @@ def test_scheduler_passes_the_wider_window_only_when_needed():
                          clock=FakeClock(), window_start=lambda rfq_id: 123 if rfq_id == "B" else None)
     assert jobs.reconcile() == 2
     assert calls == [{"rfq_id": "A"}, {"rfq_id": "B", "start_ms": 123}]
+
+
+def test_closed_pair_is_never_accepted_and_the_reason_says_so(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from tests.test_engine import BTC
+
+    h = Harness(tmp_path)
+    h.engine.pairs["BTC/USDT"] = dc_replace(BTC, trading_status="CLOSED")
+    h.best(h.quote("Q1", "90", 1))
+    assert h.actions.accepts == []
+    assert "CLOSED" in h.decisions()[-1]["reason"]
+    h.journal.close()
