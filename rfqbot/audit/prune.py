@@ -19,6 +19,8 @@ Pruning writes, so it needs the journal's writer lock: it is refused while the d
 
 from __future__ import annotations
 
+from rfqbot.clock import DAY_MS
+
 import hashlib
 import json
 import sqlite3
@@ -28,7 +30,6 @@ from rfqbot.audit.views import FINAL_STATUSES
 from rfqbot.journal import Journal, JournalError, canonical_json, checkpoint_seal, replay_events
 from rfqbot.projections import KIND_CHECKPOINT
 
-DAY_MS = 86_400_000  # TODO(lead): use rfqbot.clock.DAY_MS once the foundation fixer adds it
 
 
 @dataclass(frozen=True)

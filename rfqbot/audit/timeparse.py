@@ -5,10 +5,12 @@ All dates are UTC (the journal's days are UTC days); the result is integer Unix 
 
 from __future__ import annotations
 
+from rfqbot.clock import DAY_MS
+
 import re
 from datetime import datetime, timedelta, timezone
 
-_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
 _AGO = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 HELP = "a time: 30m, 2h, 7d (ago), 2025-10-01 (UTC midnight), 2025-10-01T12:30Z, or Unix milliseconds"
