@@ -65,6 +65,15 @@ class Bench:
             self.host.close()
         if not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+        self.check_logs_for_secrets()
+
+    def check_logs_for_secrets(self) -> None:
+        """The run's API key and secret must appear in no log; say loudly if one does."""
+        for path in self.logs.iterdir():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for name, value in (("API secret", self.secret), ("API key", self.key)):
+                if value in text:
+                    raise RuntimeError(f"{name} of this run found in {path}: a redaction is missing")
 
     # ---------------------------------------------------------------- phases
     def tick_to_accept(self, name: str) -> dict[str, Any]:
