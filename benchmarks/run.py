@@ -165,13 +165,17 @@ def summarise(tick: dict[str, dict[str, Any]], ingest: dict[str, dict[str, Any]]
 
 
 def environment() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    # Uncommitted changes to the code under test make the commit id alone misleading.
+    dirty = sorted(line[3:] for line in git("status", "--porcelain", "--", "rfqbot", "strategies").splitlines())
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "git_commit": commit, "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "git_commit": git("rev-parse", "--short", "HEAD"), "uncommitted_code": dirty,
+            "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
