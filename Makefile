@@ -21,8 +21,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# Tests mostly wait on loopback sockets and timers, so 4 workers pay off even on 2 cores.
+# TEST_ARGS="-n 0 tests/test_engine.py" runs a subset in one process.
+TEST_ARGS ?= -n 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/rfqbot demo $(DEMO_ARGS)
