@@ -36,7 +36,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # The fault-injection suite, long scenarios included (KILLS kill -9 rounds of a busy run,
-# 100 hypothesis examples of bad frames); prints the report table (docs/sections/reliability.md).
+# 100 hypothesis examples of bad frames); prints the report table (README, section Reliability).
 KILLS ?= 30
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults.report --kills $(KILLS)

@@ -11,6 +11,7 @@ import pytest
 from rfqbot.config import (Credentials, load_config, load_config_text, load_credentials, parse_duration,
                            redacted_dict, resolve_config_path)
 from rfqbot.errors import ConfigError
+from tests.readme import readme_section
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -274,11 +275,11 @@ def test_shipped_config_is_valid() -> None:
 
 
 def test_the_documented_simulator_venue_section_works(tmp_path, monkeypatch) -> None:
-    """docs/sections/configuration.md's two lines point rfqbot at `rfqbot sim`'s defaults."""
+    """The README's two configuration lines point rfqbot at `rfqbot sim`'s defaults."""
     import re
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections" / "configuration.md").read_text()
+    doc = readme_section("Configuration")
     section = doc.split("### Pointing rfqbot at the simulator", 1)[1]
     yaml_block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)

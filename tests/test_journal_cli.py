@@ -25,6 +25,7 @@ from rfqbot.daemon import Daemon
 from rfqbot.journal import Journal, row_hash
 from rfqbot.clock import FakeClock, SystemClock
 from rfqbot.sim import SimConfig, Simulator
+from tests.readme import readme_section
 
 CONFIG = """
 venue:
@@ -495,7 +496,7 @@ def test_readme_sqlite_utils_examples_run(journal_copy: Path) -> None:
     import subprocess
     import sys
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections" / "journal.md").read_text()
+    doc = readme_section("The journal")
     commands = [line for line in doc.splitlines() if line.startswith("sqlite-utils ")]
     filled = next(r for r in _own_rfqs(journal_copy) if r["status"] == "successful")
     tool = Path(sys.executable).with_name("sqlite-utils")

@@ -14,6 +14,7 @@ from rfqbot.records import Quote, QuoteMode, Side
 from strategies import DecisionContext, MarketContext, ReferencePrice, RfqView, compile_chains
 from strategies.base import trade_amounts
 from strategies.reference import bps_worse, median, reference_price
+from tests.readme import readme_section
 
 D = Decimal
 NOW = 1_760_000_000_000
@@ -250,7 +251,7 @@ def test_every_yaml_example_in_the_strategies_readme_section_loads():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).parent.parent / "docs" / "sections" / "strategies.md").read_text()
+    text = readme_section("Strategies")
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4
     for block in blocks:

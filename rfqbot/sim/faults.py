@@ -20,7 +20,7 @@ JUNK_KINDS = ("malformed", "truncated", "binary", "unknown_topic", "duplicate")
 
 
 class Faults:
-    """``sim.faults.<name>(...)``; see docs/sections/simulator.md for the catalogue."""
+    """``sim.faults.<name>(...)``; see the README, section "The venue simulator", for the catalogue."""
 
     def __init__(self, sim: Simulator) -> None:
         self._sim = sim

@@ -2,7 +2,7 @@
 
 Codes are sent the way the venue sends them: text with leading zeros (``"0001"``) or negative
 numbers (``-1021``). Where the documents give no code for a Market Place situation, the choice
-made here is listed in docs/sections/simulator.md so client authors know it is the simulator's.
+made here is listed in the README (section "The venue simulator") so client authors know it is the simulator's.
 """
 
 from __future__ import annotations

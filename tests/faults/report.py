@@ -4,7 +4,7 @@
 
 Each scenario test appends its row (recovered, time to recover, facts lost, duplicate accepts)
 to a JSONL file named by ``RFQBOT_FAULTS_REPORT``; this runner sets it, runs pytest, and prints
-the rows as a Markdown table (pasted into docs/sections/reliability.md). The exit status is
+the rows as a Markdown table (pasted into the README, section Reliability). The exit status is
 pytest's: any scenario that did not recover fails the run.
 """
 
