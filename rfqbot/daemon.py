@@ -22,6 +22,7 @@ from rfqbot.clock import Clock, SystemClock
 from rfqbot.config import Settings, load_config
 from rfqbot.credentials import Credentials
 from rfqbot.engine import Engine
+from rfqbot.engine_queue import EventQueue
 from rfqbot.errors import Banned, ConfigError, RateLimited, TransportError, VenueError
 from rfqbot.events import Event, Note, ReloadRequested, ShutdownRequested, StreamStatus
 from rfqbot.journal import Journal
@@ -59,7 +60,7 @@ class Daemon:
         self.settings = settings
         self.credentials = credentials
         self.clock: Clock = clock or SystemClock()
-        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.events: "EventQueue | queue.Queue[Event]" = EventQueue()
         self.stopping = threading.Event()
         self._observers = observers
         self._engine_tick_s = engine_tick_s
@@ -124,7 +125,9 @@ class Daemon:
     # --- events in -------------------------------------------------------------------------
 
     def post(self, event: Event) -> None:
-        """Hand an event to the engine thread. Safe from any thread; never blocks."""
+        """Hand an event to the engine thread. Safe from any thread. Never blocks, except a public
+        market-data event while the engine is that far behind (``EventQueue``: bounded wait, then
+        dropped and journaled as ``frames.dropped``)."""
         self.events.put(event)
         if isinstance(event, StreamStatus) and event.state == "subscribed" and self.scheduler is not None:
             # Pushes may have been lost while the stream was down: ask the venue now.

@@ -34,6 +34,7 @@ from rfqbot.events import (
     PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
+from rfqbot.engine_queue import PUBLIC_EVENT_TYPES, EventQueue
 from rfqbot.journal import Journal, JournalError
 from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Rfq, RfqStatus
 from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
@@ -79,6 +80,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self.journal_failure: str | None = None
         self._observers: list[Observer] = [observer] if observer else []
         self._sends: list[tuple[str, tuple[Any, ...]]] = []
+        self._decision_logs: list[dict[str, Any]] = []  # written after the commit and the sends
         self._lock = threading.RLock()
         self._kill_engaged = False
         self._burst = burst
@@ -113,35 +115,56 @@ class Engine(DecisionHandlers, PassiveHandlers):
 
     # --- loop -------------------------------------------------------------------------------
 
-    def run(self, events: "queue_mod.Queue[Event]", stop: threading.Event, tick_s: float = 0.25) -> None:
+    def run(self, events: "queue_mod.Queue[Event] | EventQueue", stop: threading.Event, tick_s: float = 0.25) -> None:
         """Consume the queue until ``stop`` is set; a Tick every ``tick_s`` re-evaluates waits.
 
         Bursts already queued are handled in one journal transaction (one fsync); accepts
-        decided inside it are sent only after it commits.
+        decided inside it are sent only after it commits. With an ``EventQueue`` a burst ends
+        right after its private events (a ``bestQuote`` is never committed behind a run of
+        public frames taken after it), and public frames it dropped are journaled as
+        ``frames.dropped``.
         """
         next_tick = self.local_clock.monotonic() + tick_s
+        private_waiting = getattr(events, "private_waiting", None)
+        take_dropped = getattr(events, "take_dropped", None)
         while not stop.is_set():
             try:
                 first = events.get(timeout=tick_s)
             except queue_mod.Empty:
                 first = None
-            burst: list[Event] = [] if first is None else [first]
-            while first is not None and len(burst) < self._burst:
-                try:
-                    burst.append(events.get_nowait())
-                except queue_mod.Empty:
-                    break
+            tick = None
             if self.local_clock.monotonic() >= next_tick or first is None:
-                burst.append(Tick(self.local_clock.now_ms()))
+                tick = Tick(self.local_clock.now_ms())
                 next_tick = self.local_clock.monotonic() + tick_s
+            dropped = take_dropped() if take_dropped is not None else None
+            handled, taken = 0, 0 if first is None else 1
             try:
                 with self._lock, self.journal.batch():
-                    for event in burst:
+                    if dropped:
+                        self._record("frames.dropped", "engine", {"count": sum(dropped.values()),
+                                                                 "by_type": dropped, "lane": "public"})
+                        log.warning("engine.frames_dropped", count=sum(dropped.values()), by_type=dropped)
+                    event = first
+                    while event is not None:
                         self._dispatch(event)
+                        handled += 1
+                        if handled >= self._burst:
+                            break
+                        if private_waiting is not None and not isinstance(event, PUBLIC_EVENT_TYPES) \
+                                and not private_waiting():
+                            break  # commit the private events now; public ones wait for the next turn
+                        try:
+                            event = events.get_nowait()
+                        except queue_mod.Empty:
+                            break
+                        taken += 1
+                    if tick is not None:
+                        self._dispatch(tick)
             except Exception as exc:  # noqa: BLE001 - the loop must survive; sends stay unsent
                 # Nothing of the burst is committed, so nothing decided in it may leave.
                 self._sends.clear()
-                self._journal_failed(exc, lost_events=len(burst))
+                self._decision_logs.clear()
+                self._journal_failed(exc, lost_events=taken)
             else:
                 self._flush_sends()
             # The loop still turns (the watchdog must not restart a daemon into the same full disk).
@@ -154,6 +177,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 self._dispatch(event)
         except _JOURNAL_WRITE_ERRORS as exc:
             self._sends.clear()
+            self._decision_logs.clear()
             self._journal_failed(exc, lost_events=1)
             return
         self._flush_sends()
@@ -201,6 +225,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
 
     def _flush_sends(self) -> None:
         sends, self._sends = self._sends, []
+        decision_logs, self._decision_logs = self._decision_logs, []
         for action, args in sends:
             try:
                 getattr(self.actions, action)(*args)
@@ -210,6 +235,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                     rfq_id, quote_id = args
                     self.handle(AcceptResult(self.local_clock.now_ms(), rfq_id, quote_id, action, "rejected",
                                              message=f"not sent: {exc}"))
+        for fields in decision_logs:
+            log.info("decision", **fields)
 
     def open_rfq_count(self) -> int:
         """Own RFQs not yet final (thread-safe read for status lines)."""
