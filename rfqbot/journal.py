@@ -118,18 +118,39 @@ def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:
     """Apply one event's derived-table updates in a savepoint: a projection that fails (a bug,
     an odd payload) loses that view of the event, never the event, and never stops a replay.
     Live appends, rebuilds, upgrades and verify all go through here, so they agree."""
+    try:
+        ops = project(row)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        _projection_failed(row, exc)
+        return False
+    if len(ops) <= 1:
+        # One statement is atomic on its own (SQLite undoes a failed statement and keeps the
+        # transaction), so the savepoint's two extra round trips are skipped for most events.
+        try:
+            for sql, params in ops:
+                conn.execute(sql, params)
+        except (sqlite3.Error, TypeError, ValueError) as exc:
+            if not conn.in_transaction:
+                raise  # disk full / I/O error rolled the whole transaction back: not a projection bug
+            _projection_failed(row, exc)
+            return False
+        return True
     conn.execute("SAVEPOINT projection")
     try:
-        for sql, params in project(row):
+        for sql, params in ops:
             conn.execute(sql, params)
     except (sqlite3.Error, TypeError, ValueError, KeyError, AttributeError) as exc:
         conn.execute("ROLLBACK TO projection")
         conn.execute("RELEASE projection")
-        log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
-                  fix="the event is kept; fix the projection, then run `rfqbot journal rebuild`")
+        _projection_failed(row, exc)
         return False
     conn.execute("RELEASE projection")
     return True
+
+
+def _projection_failed(row: EventRow, exc: BaseException) -> None:
+    log.error("journal.projection_failed", seq=row.seq, kind=row.kind, error=str(exc),
+              fix="the event is kept; fix the projection, then run `rfqbot journal rebuild`")
 
 
 def replay_events(conn: sqlite3.Connection) -> int:

@@ -24,13 +24,21 @@ from rfqbot.projections import KIND_CHECKPOINT
 GENESIS_HASH = "0" * 64
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Dataclass type -> its field names: ``dataclasses.fields`` per value was a visible share of
+the journal's per-frame cost (profile-ingest-engine.txt); types never change fields at run time."""
+
+
 def _to_jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: getattr(value, name) for name in names}
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     if isinstance(value, Mapping):
@@ -40,15 +48,20 @@ def _to_jsonable(value: Any) -> Any:
     raise TypeError(f"cannot journal a {type(value).__name__}")
 
 
+# One encoder for every call: ``json.dumps`` with these arguments builds a new JSONEncoder each
+# time; the output is byte-for-byte the same (the hash chain depends on it).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_to_jsonable, ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, Decimal as its exact string, enums as values."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_to_jsonable, ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def row_hash(prev_hash: str, seq: int, local_ms: int, venue_ms: int | None, source: str, kind: str,
              rfq_id: str | None, quote_id: str | None, payload: str) -> str:
     """sha256 over the previous hash and the row's canonical fields (payload as stored)."""
-    body = canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload])
+    body = _CANONICAL.encode([seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload])
     return hashlib.sha256(f"{prev_hash}|{body}".encode("utf-8")).hexdigest()
 
 
