@@ -60,6 +60,9 @@ class Connection:
             payload, meta = await self._queue.get()
             if payload is None or self.ws.closed:
                 return
+            # Stamped just BEFORE the write: a stamp taken after it could land after the client
+            # had already read the frame (the GIL, the scheduler), making latencies look shorter.
+            written_ns = time.perf_counter_ns()
             try:
                 if isinstance(payload, bytes):
                     await self.ws.send_bytes(payload)
@@ -70,7 +73,7 @@ class Connection:
                 return
             if meta is not None:
                 self.truth.record("push", stream=self.stream, conn=self.id,
-                                  perf_ns=time.perf_counter_ns(), **meta)
+                                  perf_ns=written_ns, **meta)
 
     async def close(self, abrupt: bool = False) -> None:
         self._queue.put_nowait((None, None))
