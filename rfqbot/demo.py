@@ -22,11 +22,7 @@ from rfqbot.logs import register_secret
 # USD) so that most BTC and ETH RFQs fill while USDC is never good enough: the demo shows both
 # accepts and quotes left to expire, each with its reason.
 DEMO_CONFIG = """
-venue:
-  name: simulator
-  rest_url: "{rest_url}"
-  ws_url: "{ws_url}"
-  ca_file: "{ca_file}"
+{venue}
 journal:
   path: "{journal}"
 logging:
@@ -73,6 +69,14 @@ risk:
 """
 
 
+def simulator_venue_yaml(rest_url: str, ws_url: str, ca_file: str | None) -> str:
+    """The ``venue:`` section pointing rfqbot at a running simulator (the demo, tests, benchmarks)."""
+    lines = ["venue:", "  name: simulator", f'  rest_url: "{rest_url}"', f'  ws_url: "{ws_url}"']
+    if ca_file:
+        lines.append(f'  ca_file: "{ca_file}"')
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class DemoVenue:
     settings: Settings
@@ -81,10 +85,8 @@ class DemoVenue:
 
 def demo_settings(sim: Any, journal_path: str | Path, log_level: str = "warning") -> DemoVenue:
     """Settings and credentials for a daemon against a started ``Simulator``."""
-    text = DEMO_CONFIG.format(rest_url=sim.rest_url, ws_url=sim.ws_url, ca_file=sim.ca_file or "",
+    text = DEMO_CONFIG.format(venue=simulator_venue_yaml(sim.rest_url, sim.ws_url, sim.ca_file),
                               journal=str(journal_path), log_level=log_level)
-    if not sim.ca_file:
-        text = text.replace('  ca_file: ""\n', "")
     settings = load_config_text(text, file="<demo>")
     register_secret(sim.api_key)
     register_secret(sim.api_secret)

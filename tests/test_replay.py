@@ -19,6 +19,7 @@ from rfqbot.cli import main
 from rfqbot.clock import FakeClock, VenueClock
 from rfqbot.config import load_config_text
 from rfqbot.credentials import Credentials
+from rfqbot.demo import simulator_venue_yaml
 from rfqbot.engine import Engine
 from rfqbot.events import BestQuotes, Note, SpotTick, Tick
 from rfqbot.journal import Journal
@@ -31,11 +32,7 @@ from strategies import compile_chains
 D = Decimal
 
 SIM_YAML = """
-venue:
-  name: simulator
-  rest_url: "{rest_url}"
-  ws_url: "{ws_url}"
-  ca_file: "{ca_file}"
+{venue}
 journal:
   path: "{journal}"
 logging:
@@ -99,7 +96,7 @@ def sim_journal(tmp_path_factory):
                               background_rfqs_per_min=30, reference_tick_s=0.2)).start()
     daemon = None
     try:
-        text = SIM_YAML.format(rest_url=sim.rest_url, ws_url=sim.ws_url, ca_file=sim.ca_file, journal=journal)
+        text = SIM_YAML.format(venue=simulator_venue_yaml(sim.rest_url, sim.ws_url, sim.ca_file), journal=journal)
         settings = load_config_text(text, file=str(config_file(tmp, "# unused\n", "sim.yaml")))
         daemon = Daemon(settings, Credentials(sim.api_key, sim.api_secret, source="simulator"), engine_tick_s=0.05)
         daemon.start()
@@ -127,8 +124,8 @@ def _count(journal: Path, sql: str) -> int:
 
 
 def same_config(tmp: Path, **changes: str) -> Path:
-    body = SIM_YAML.format(rest_url="https://127.0.0.1:1", ws_url="wss://127.0.0.1:1", ca_file="", journal="x.db")
-    body = body.replace('  ca_file: ""\n', "")
+    body = SIM_YAML.format(venue=simulator_venue_yaml("https://127.0.0.1:1", "wss://127.0.0.1:1", None),
+                           journal="x.db")
     for old, new in changes.items():
         body = body.replace(old, new)
     return config_file(tmp, body, f"cfg{abs(hash(tuple(changes.items())))}.yaml")
