@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Benchmarks add matplotlib (the PNG chart) on top of the test set-up; see docs/sections/benchmarks.md.
+# Benchmarks add matplotlib (the PNG chart) on top of the test set-up; see the README, section Benchmarks.
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)

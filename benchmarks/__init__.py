@@ -1,4 +1,4 @@
 """rfqbot benchmarks: tick-to-accept and ingest against baselines, and the decision path.
 
-Run with ``make bench`` or ``python -m benchmarks --help``; see docs/sections/benchmarks.md.
+Run with ``make bench`` or ``python -m benchmarks --help``; see the README, section Benchmarks.
 """

@@ -16,7 +16,7 @@ API, so that creating RFQs costs the client under test nothing:
 * ``flood``: documented ``rfqs``/``quotes`` frames (the venue's own examples, with fresh ids)
   written straight to every subscribed public connection as fast as the socket takes them.
   The simulator has no flood knob and its per-frame queue and ground-truth line would make the
-  venue, not the client, the bottleneck; see docs/sections/benchmarks.md.
+  venue, not the client, the bottleneck; see the README, section Benchmarks.
 
 Protocol: one JSON command per stdin line, one JSON answer per stdout line. The first stdout
 line describes the venue (urls, CA file, ground-truth path). Secrets come in by environment
