@@ -18,14 +18,11 @@ from rfqbot import projections as kinds
 from rfqbot.config import Settings, load_config_text
 from rfqbot.credentials import Credentials
 from rfqbot.daemon import Daemon
+from rfqbot.demo import simulator_venue_yaml
 from rfqbot.logs import register_secret
 
 BENCH_CONFIG = """
-venue:
-  name: simulator
-  rest_url: "{rest_url}"
-  ws_url: "{ws_url}"
-  ca_file: "{ca_file}"
+{venue}
 journal:
   path: "{journal}"
 logging:
@@ -44,7 +41,7 @@ PUBLIC_KINDS = frozenset({"frame.public_rfq", kinds.KIND_PUBLIC_QUOTE})
 
 
 def bench_settings(venue: dict[str, Any], journal: str | Path, log_level: str = "info") -> Settings:
-    text = BENCH_CONFIG.format(rest_url=venue["rest_url"], ws_url=venue["ws_url"], ca_file=venue["ca_file"],
+    text = BENCH_CONFIG.format(venue=simulator_venue_yaml(venue["rest_url"], venue["ws_url"], venue["ca_file"]),
                                journal=str(journal), log_level=log_level)
     return load_config_text(text, file="<benchmark>")
 
