@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  settled (sold):      " + (", ".join(f"{v} {k}" for k, v in sorted(summary.notional_by_ccy.items()))
                                         or "nothing"))
     print(f"  rejected frames:     {summary.rejected_frames}")
-    print(f"  audit it:            sqlite3 {journal} 'select * from transitions'")
+    print(f"  audit it:            .venv/bin/rfqbot journal list --journal {journal}")
     return EXIT_OK
 
 
