@@ -45,12 +45,18 @@ import structlog
 
 from rfqbot.clock import Clock
 from rfqbot.errors import RfqbotError
-from rfqbot.audit.chain import GENESIS_HASH, canonical_json, checkpoint_seal, row_hash, verify_rows
+from rfqbot.audit.chain import (
+    GENESIS_HASH, NotPlain, canonical_json, checkpoint_seal, plain_json, row_hash, verify_rows,
+)
 from rfqbot.audit.views import create_views
 from rfqbot.audit.writer_lock import WriterLock
 from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, project
 
 log = structlog.get_logger(__name__)
+
+_DEFERRED_SOURCE = "public"  # rows from the public streams: the bulk of the journal, batched
+_INSERT_EVENT = ("INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, "
+                 "hash) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
 SCHEMA_VERSION = 3
 __all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalError", "JournalLocked", "JournalState",
@@ -174,12 +180,16 @@ class Journal:
     """The single-writer journal. ``append`` returns after the row is committed (fsynced)."""
 
     def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_ms: int = 5000,
-                 busy_retry_s: float = 3.0) -> None:
+                 busy_retry_s: float = 3.0, synchronous: str = "full") -> None:
+        if synchronous not in ("full", "normal"):
+            raise JournalError(f"journal.synchronous must be 'full' or 'normal', not {synchronous!r}")
+        self.synchronous = synchronous
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
         self._batch_depth = 0
         self._batch_start: tuple[int, str] | None = None
+        self._pending: list[tuple[Any, ...]] = []  # events rows of the open batch, not yet inserted
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._busy_retry_s = float(busy_retry_s)
         self._writer_lock = WriterLock(self.path)
@@ -216,7 +226,7 @@ class Journal:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise JournalError(f"journal {self.path}: SQLite refused WAL mode (got {mode}); use a local disk")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
             row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -253,7 +263,12 @@ class Journal:
                quote_id: str | None = None, venue_ms: int | None = None) -> int:
         """Append one event (and its projection); returns its seq once committed (or, inside
         ``batch()``, once written to the open transaction)."""
-        text = canonical_json(payload)
+        try:
+            parsed: Any = plain_json(payload)
+            text = canonical_json(parsed)
+        except (NotPlain, RecursionError):
+            text = canonical_json(payload)  # raises for what cannot be journaled, as before
+            parsed = json.loads(text)
         with self._lock:
             own_txn = self._batch_depth == 0
             if own_txn:
@@ -267,12 +282,16 @@ class Journal:
                 seq = self._last_seq + 1
                 local_ms = int(self.clock.now_ms())
                 digest = row_hash(self._last_hash, seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text)
-                self._conn.execute(
-                    "INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, "
-                    "prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text, self._last_hash, digest))
-                self._apply_projection(EventRow(seq, local_ms, venue_ms, source, kind, rfq_id, quote_id,
-                                                json.loads(text)))
+                row = (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text, self._last_hash, digest)
+                if not own_txn and source == _DEFERRED_SOURCE:
+                    # Market data inside a batch: its events rows go in with one executemany
+                    # before the commit (or before the next other row, keeping insert order).
+                    # Derived tables never read ``events``, so projecting now is the same.
+                    self._pending.append(row)
+                else:
+                    self._flush_pending()
+                    self._conn.execute(_INSERT_EVENT, row)
+                self._apply_projection(EventRow(seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, parsed))
                 if own_txn:
                     self._conn.execute("COMMIT")
             except BaseException:
@@ -296,10 +315,12 @@ class Journal:
             try:
                 yield
                 if self._batch_depth == 1:
+                    self._flush_pending()
                     self._conn.execute("COMMIT")  # disk full may only show here (WAL frames written)
             except BaseException:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:
+                    self._pending.clear()
                     # The chain head goes back first: a failing ROLLBACK must not leave it
                     # pointing at rows that were never committed.
                     assert self._batch_start is not None
@@ -307,6 +328,15 @@ class Journal:
                     self._rollback()
                 raise
             self._batch_depth -= 1
+
+    def _flush_pending(self) -> None:
+        """Insert the batch's buffered events rows (caller holds the lock, inside the batch)."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            if not self._conn.in_transaction:
+                raise JournalError(f"journal {self.path}: the batch's transaction was rolled back after a "
+                                   "write error; nothing of this batch is committed")
+            self._conn.executemany(_INSERT_EVENT, rows)
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, treating another connection's write lock as transient.
@@ -387,6 +417,7 @@ class Journal:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows as dicts (tests, diagnostics). Reads on the writer's connection."""
         with self._lock:
+            self._flush_pending()
             cursor = self._conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -394,6 +425,7 @@ class Journal:
     def verify_chain(self) -> int | None:
         """The first seq whose hash (or link to the previous row) does not verify, or None."""
         with self._lock:
+            self._flush_pending()
             return verify_rows(self._conn)
 
     def load_state(self, *, since_ms: int | None = None) -> JournalState:

@@ -58,6 +58,49 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+class NotPlain(ValueError):
+    """A value ``plain_json`` does not convert exactly; the caller encodes and decodes instead."""
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def plain_json(value: Any) -> Any:
+    """``json.loads(canonical_json(value))`` without the text round trip, or ``NotPlain``.
+
+    The journal encodes each payload once and hands this same object to the projection, whose
+    input must equal what ``json.loads`` of the stored text gives (a rebuild replays exactly
+    that): Decimals as strings, enums as their values, dataclasses as dicts, tuples as lists.
+    Anything whose JSON form is not obvious (a non-string key, a float, an unknown type) raises
+    ``NotPlain`` so the caller takes the slow, exact path; ``canonical_json`` of the result is
+    byte-identical to ``canonical_json(value)``.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotPlain("non-string key")
+            out[key] = plain_json(item)
+        return out
+    if kind is list or kind is tuple:
+        return [plain_json(item) for item in value]
+    if kind is Decimal:
+        return str(value)
+    if isinstance(value, str):
+        return str.__str__(value)  # str enums: the encoder writes the string content (the value)
+    if isinstance(value, Enum):
+        return plain_json(value.value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: plain_json(getattr(value, name)) for name in names}
+    raise NotPlain(f"no exact plain form for a {kind.__name__}")
+
+
 def row_hash(prev_hash: str, seq: int, local_ms: int, venue_ms: int | None, source: str, kind: str,
              rfq_id: str | None, quote_id: str | None, payload: str) -> str:
     """sha256 over the previous hash and the row's canonical fields (payload as stored)."""
