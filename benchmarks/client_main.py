@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-CLIENTS = ("rfqbot", "floor", "sample", "rfqbot-ingest", "minimal-ingest")
+CLIENTS = ("rfqbot", "rfqbot-normal", "floor", "sample", "rfqbot-ingest", "minimal-ingest")
 
 
 def _say(payload: dict[str, Any]) -> None:
@@ -81,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     log_file = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives for the run
     configure_logging(args.log_level, "json", stream=log_file)
     started = time.perf_counter_ns()
-    if args.client == "rfqbot":
+    if args.client in ("rfqbot", "rfqbot-normal"):
         from benchmarks.rfqbot_client import run_tick
 
         ready()
-        result = run_tick(venue, key, secret, stop, args.journal, args.log_level)
+        result = run_tick(venue, key, secret, stop, args.journal, args.log_level,
+                          "normal" if args.client == "rfqbot-normal" else "full")
     elif args.client == "rfqbot-ingest":
         from benchmarks.rfqbot_client import run_ingest
 

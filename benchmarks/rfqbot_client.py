@@ -25,6 +25,7 @@ BENCH_CONFIG = """
 {venue}
 journal:
   path: "{journal}"
+  synchronous: {synchronous}
 logging:
   level: {log_level}
   format: json
@@ -40,25 +41,26 @@ risk:
 PUBLIC_KINDS = frozenset({"frame.public_rfq", kinds.KIND_PUBLIC_QUOTE})
 
 
-def bench_settings(venue: dict[str, Any], journal: str | Path, log_level: str = "info") -> Settings:
+def bench_settings(venue: dict[str, Any], journal: str | Path, log_level: str = "info",
+                   synchronous: str = "full") -> Settings:
     text = BENCH_CONFIG.format(venue=simulator_venue_yaml(venue["rest_url"], venue["ws_url"], venue["ca_file"]),
-                               journal=str(journal), log_level=log_level)
+                               journal=str(journal), log_level=log_level, synchronous=synchronous)
     return load_config_text(text, file="<benchmark>")
 
 
 def start_daemon(venue: dict[str, Any], key: str, secret: str, journal: str | Path,
-                 log_level: str = "info") -> Daemon:
+                 log_level: str = "info", synchronous: str = "full") -> Daemon:
     register_secret(key)
     register_secret(secret)
-    daemon = Daemon(bench_settings(venue, journal, log_level), Credentials(key, secret, source="benchmark"))
+    daemon = Daemon(bench_settings(venue, journal, log_level, synchronous), Credentials(key, secret, source="benchmark"))
     daemon.start()
     return daemon
 
 
 def run_tick(venue: dict[str, Any], key: str, secret: str, stop: threading.Event, journal: str,
-             log_level: str = "info") -> dict[str, Any]:
+             log_level: str = "info", synchronous: str = "full") -> dict[str, Any]:
     """Run the daemon until ``stop``; the venue times every accept."""
-    daemon = start_daemon(venue, key, secret, journal, log_level)
+    daemon = start_daemon(venue, key, secret, journal, log_level, synchronous)
     try:
         stop.wait()
     finally:

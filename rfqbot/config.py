@@ -85,6 +85,10 @@ class CredentialsSettings(_Strict):
 
 class JournalSettings(_Strict):
     path: str = "./rfqbot-journal.db"
+    # full: every commit is fsynced (survives power loss). normal (WAL): every committed decision
+    # survives a process crash or kill -9, but the last commits may be lost on power loss or an
+    # OS crash; it saves an fsync on the accept path. See README "Durability".
+    synchronous: Literal["full", "normal"] = "full"
 
 
 class LoggingSettings(_Strict):

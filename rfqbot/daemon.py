@@ -163,7 +163,7 @@ class Daemon:
 
     def _start(self) -> None:
         s = self.settings
-        self.journal = _open_journal(s.journal.path, self.clock)
+        self.journal = _open_journal(s.journal.path, self.clock, s.journal.synchronous)
         profile = s.profile()
         self.marketplace = MarketPlace(profile, self.credentials, clock=self.clock, observer=self.post,
                                        on_ban=self._on_ban)
@@ -321,14 +321,14 @@ def _open_rfqs_without_lock(engine: Engine) -> int | None:
         return None
 
 
-def _open_journal(path: str | Path, clock: Clock) -> Journal:
+def _open_journal(path: str | Path, clock: Clock, synchronous: str = "full") -> Journal:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the journal's folder {target.parent}: {exc}; point journal.path "
                           "at a writable place (systemd: StateDirectory=rfqbot)", key="journal.path") from None
-    return Journal(target, clock)
+    return Journal(target, clock, synchronous=synchronous)
 
 
 def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:

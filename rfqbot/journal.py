@@ -6,7 +6,8 @@ Why these settings:
   leaves; after a power cut the journal must still say that the accept may be in flight. In WAL
   mode ``synchronous=NORMAL`` survives a process crash but may lose the last commits on power
   loss; ``FULL`` fsyncs the WAL on every commit, so a returned ``append`` is on disk. Market
-  data bursts use ``batch()`` (one commit, one fsync) to keep that affordable.
+  data bursts use ``batch()`` (one commit, one fsync) to keep that affordable. ``journal.synchronous:
+  normal`` is the operator's choice to drop that fsync (process crashes still lose nothing).
 - **One writer.** The engine thread is the only writer; a lock guards the connection anyway so
   a misuse is slow rather than corrupt. Across processes, a ``Journal`` holds an exclusive
   advisory lock on ``<journal>.lock`` while open (``rfqbot.audit.writer_lock``): a second daemon
