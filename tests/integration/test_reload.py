@@ -21,9 +21,10 @@ def _listen(daemon: Daemon) -> list[tuple[str, dict[str, Any]]]:
 
     def listener(stage: str, details: dict[str, Any]) -> None:
         with lock:
-            # What the journal holds at this moment: a "reloaded" stage must come after the
-            # engine's own reload entry, never before it.
-            stages.append((stage, dict(details)))
+            # Which chains the engine runs at this moment: "reloaded ok" must come after the
+            # engine swapped them in, never when the new settings were only queued.
+            engine = daemon.engine
+            stages.append((stage, {**details, "_chains": None if engine is None else engine.chains}))
 
     daemon.add_listener(listener)
     return stages
@@ -37,12 +38,27 @@ def test_reload_reports_applied_after_the_engine_applied_it(
     config.write_text(daemon_yaml(sim, tmp_path / "journal.db", strategies=LIMIT))
     run = start_daemon(settings, sim)
     stages = _listen(run.daemon)
+    engine = run.daemon.engine
+    assert engine is not None
+    old_chains = engine.chains
+    # Hold the engine thread at the reload so "reloaded" cannot race ahead of it.
+    release = threading.Event()
+    original = engine._on_reload
 
+    def held_reload(event: Any) -> None:
+        release.wait(10)
+        original(event)
+
+    engine._on_reload = held_reload  # type: ignore[method-assign]
     assert run.daemon.request_reload(str(config))
+    time_to_wrongly_report = 0.3
+    release.wait(time_to_wrongly_report)
+    assert not any(s == "reloaded" for s, _ in stages), "reported before the engine applied the reload"
+    release.set()
     wait_for(lambda: any(s == "reloaded" for s, _ in stages), what="reloaded stage")
     reloaded = [d for s, d in stages if s == "reloaded"]
-    assert reloaded == [{"ok": True}]
-    # The engine told listeners from inside its journal batch: the entry is there once it commits.
+    assert len(reloaded) == 1 and reloaded[0]["ok"] is True
+    assert reloaded[0]["_chains"] is not old_chains
     wait_for(lambda: run.journal.events("reload.applied"), what="reload.applied journaled")
     assert [s for s, _ in stages][:1] == ["reloading"]
 
