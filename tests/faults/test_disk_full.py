@@ -45,16 +45,31 @@ def fill_disk(journal: Journal) -> None:
         journal._conn.execute(f"PRAGMA max_page_count = {pages}")
 
 
+def make_read_only(journal: Journal) -> None:
+    """The journal turns read-only under the daemon (a remount, a revoked permission).
+
+    ``query_only`` makes SQLite refuse every write on the writer's connection with
+    SQLITE_READONLY, as a read-only filesystem does, without root's chmod immunity.
+    """
+    with journal._lock:
+        journal._conn.execute("PRAGMA query_only = ON")
+
+
+BREAKERS = {"disk_full": fill_disk, "read_only": make_read_only}
+
+
 def accepts_without_committed_decision(sim: Simulator, journal: JournalView) -> list[str]:
     decided = {r["quote_id"] for r in journal.events("decision") if r["payload"].get("action") == "accept"}
     return [e["quote_id"] for e in sim.truth("accept_received")
             if e.get("action") == "accept" and e["quote_id"] not in decided]
 
 
-@pytest.mark.scenario("10 journal disk full mid-run")
+@pytest.mark.scenario("10 journal disk full or read-only mid-run")
+@pytest.mark.parametrize("breakage", sorted(BREAKERS))
 def test_disk_full_stops_deciding_alerts_and_loses_nothing(make_sim: Callable[..., Simulator],
                                                            settings_for: Callable[..., Any],
-                                                           tmp_path: Path, row: ReportRow) -> None:
+                                                           tmp_path: Path, row: ReportRow,
+                                                           breakage: str) -> None:
     sim = make_sim(time_scale=10, bestquote_window_s=30, bestquote_min_quotes=3)
     settings = settings_for(sim, strategies=BTC_LIMIT)
     alerter = Alerter()
@@ -73,7 +88,7 @@ def test_disk_full_stops_deciding_alerts_and_loses_nothing(make_sim: Callable[..
         wait_for(lambda: journal.status(first) == "successful", 10, "a first trade, journaled")
         before = chain_rows(journal)
 
-        fill_disk(daemon.journal)
+        BREAKERS[breakage](daemon.journal)
         started = time.monotonic()
         made = []
         for _ in range(20):  # pages with room left may take a few more rows: keep the market busy
@@ -98,7 +113,7 @@ def test_disk_full_stops_deciding_alerts_and_loses_nothing(make_sim: Callable[..
         time.sleep(1.0)
         assert accepts_at_sim(sim, late) == []
         assert accepts_without_committed_decision(sim, journal) == []
-        row.note = f"{len(made)} RFQs quoted after the disk filled; first write failure: {health['journal_failure'][:60]}"
+        row.note = f"{breakage}: {len(made)} RFQs quoted after the journal broke; first write failure: {health['journal_failure'][:60]}"
     finally:
         daemon.stop("test finished", drain_s=3)
         ops.close()
