@@ -36,6 +36,7 @@ from rfqbot.sim import SimConfig, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_LIFE_REAL_S = 80.0
+EXTEND_EVERY_S = 60  # the config minimum: the soak renews as often as rfqbot allows
 OWNER = "sim-account"
 
 
@@ -60,7 +61,7 @@ def config_text(sim: Simulator, journal: Path) -> str:
         "venue": {"name": "simulator", "rest_url": sim.rest_url, "ws_url": sim.ws_url, "ca_file": sim.ca_file},
         "journal": {"path": str(journal)},
         "logging": {"level": "warning", "format": "json"},
-        "listen_key": {"extend_every_s": 60},
+        "listen_key": {"extend_every_s": EXTEND_EVERY_S},
         "engine": {"min_time_left_ms": 200},
         "reconcile": {"every_s": 10},
         "risk": {"max_accepts_per_minute": 1000, "max_open_rfqs": 1000},
@@ -107,7 +108,7 @@ def run(minutes: float, time_scale: float, sample_s: float, workdir: Path) -> di
             else:
                 exit_code = child.returncode
         keys = [e for e in sim.truth("listen_key") if e.get("owner") == OWNER]
-        connects = len(sim.truth("private_connected"))
+        connects = len([e for e in sim.truth("private_connected") if e.get("owner") == OWNER])
         own = [e["rfq_id"] for e in sim.truth("rfq_created") if e["owner"] == OWNER]
         taken = [e for e in sim.truth("accept_result") if e.get("outcome") == "accepted" and e.get("rfq_id") in set(own)]
     finally:
@@ -137,8 +138,12 @@ def run(minutes: float, time_scale: float, sample_s: float, workdir: Path) -> di
 
 def summary(report: dict[str, Any]) -> str:
     keys = report["listen_keys"]
+    # A run longer than one keepalive interval (plus slack) must have renewed the key at least once:
+    # a soak that never exercised the renewal proves nothing about it.
+    renewal_due = report["minutes"] * 60 > EXTEND_EVERY_S * 1.5
     ok = (report["rss_mib"]["flat"] and report["fds"]["flat"] and not keys["lapsed_or_ended_otherwise"]
-          and report["journal_verify"])
+          and report["journal_verify"] and report["daemon_exit"] == 0
+          and (keys["renewed_without_gap"] >= 1 or not renewal_due))
     return "\n".join([
         f"soak: {report['minutes']} min, time scale {report['time_scale']}, {report['samples']} samples, "
         f"~{report['key_lifetimes']} listen-key lifetimes",
