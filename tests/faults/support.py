@@ -47,14 +47,16 @@ def own_rfqs(sim: Simulator) -> list[str]:
 def duplicate_accepts(sim: Simulator) -> int:
     """Accept requests that reached the venue for an RFQ that had already been taken once, plus
     any second take (the venue filling one RFQ twice). Zero is the only acceptable answer."""
-    events = sorted(sim.truth("accept_received") + sim.truth("accept_result"), key=lambda e: e["seq"])
+    events = sorted(sim.truth("accept_received") + sim.truth("accept_result") + sim.truth("accept_fault"),
+                    key=lambda e: e["seq"])
     taken: set[str] = set()
     doubled = 0
     for event in events:
         rfq_id = event.get("rfq_id")
         if event["event"] == "accept_received" and event.get("action") == "accept" and rfq_id in taken:
             doubled += 1
-        elif event["event"] == "accept_result" and event.get("outcome") == "accepted":
+        elif event["event"] in ("accept_result", "accept_fault") and event.get("outcome") == "accepted":
+            # accept_fault: answered 5xx, yet applied when the fault says so: the RFQ is taken
             if rfq_id in taken:
                 doubled += 1
             taken.add(rfq_id)
