@@ -13,6 +13,7 @@ import structlog
 
 from rfqbot.cli import main
 from tests.fakevenue import API_SECRET, FakeVenue, venue  # noqa: F401
+from tests.cli_runner import run_cli
 
 _keys = itertools.count()
 
@@ -30,10 +31,7 @@ def config(venue: FakeVenue, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     structlog.reset_defaults()
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_pairs_table(config: str, capsys) -> None:

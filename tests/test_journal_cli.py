@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import structlog
 
-from rfqbot.cli import main
 from rfqbot.config import load_config_text
 from rfqbot.credentials import Credentials
 from rfqbot.daemon import Daemon
@@ -26,6 +25,7 @@ from rfqbot.journal import Journal, row_hash
 from rfqbot.clock import FakeClock, SystemClock
 from rfqbot.sim import SimConfig, Simulator
 from tests.readme import readme_section
+from tests.cli_runner import run_cli
 
 CONFIG = """
 venue:
@@ -119,13 +119,7 @@ def journal_copy(sim_journal: Path, tmp_path: Path) -> Path:
     return target
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    finally:
-        structlog.reset_defaults()
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_the_run_produced_an_auditable_journal(sim_journal: Path) -> None:

@@ -15,25 +15,18 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import structlog
 
 from rfqbot.audit.writer_lock import writer_active
-from rfqbot.cli import main
 from rfqbot.clock import FakeClock
 from rfqbot.journal import Journal, JournalError, JournalLocked
 from tests.fixtures.journal_writer import append_one
+from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITER = ROOT / "tests" / "fixtures" / "journal_writer.py"
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    finally:
-        structlog.reset_defaults()
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 class Writer:

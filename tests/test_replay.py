@@ -28,6 +28,7 @@ from rfqbot.replay import replay_journal
 from rfqbot.replay_journal import ReplayError
 from rfqbot.risk import RiskSettings
 from strategies import compile_chains
+from tests.cli_runner import run_cli
 
 D = Decimal
 
@@ -131,14 +132,14 @@ def same_config(tmp: Path, **changes: str) -> Path:
     return config_file(tmp, body, f"cfg{abs(hash(tuple(changes.items())))}.yaml")
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().out
+def run_replay(capsys, *argv: str) -> tuple[int, str]:
+    code, out, _ = run_cli(capsys, *argv)
+    return code, out
 
 
 def test_replay_with_the_same_config_reproduces_the_decisions(sim_journal, capsys):
     journal, tmp = sim_journal
-    code, out = run_cli(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)), "--json")
+    code, out = run_replay(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)), "--json")
     assert code == 0
     report = json.loads(out)
     from rfqbot.journal import open_readonly
@@ -162,7 +163,7 @@ def test_replay_stricter_config_accepts_less_and_says_why(sim_journal, capsys):
     journal, tmp = sim_journal
     strict = same_config(tmp, **{"limit_price: 106400": "limit_price: 1000", 'limit_price: "3790"':
                                  'limit_price: "100000"'})
-    code, out = run_cli(capsys, "replay", "--journal", str(journal), "--config", str(strict), "--json")
+    code, out = run_replay(capsys, "replay", "--journal", str(journal), "--config", str(strict), "--json")
     report = json.loads(out)
     assert code == 0 and report["now"]["accepts"] == 0 and report["now"]["notional"] == {}
     assert report["now"]["unfilled"] == report["now"]["rfqs"] > 0
@@ -174,7 +175,7 @@ def test_replay_reference_band_uses_journaled_spot(sim_journal, capsys):
     journal, tmp = sim_journal
     band = same_config(tmp, **{"    - use: time_left\n      min_ms: 2000\n":
                                "    - use: reference_band\n      max_bps: 0\n      max_age_ms: 60000\n"})
-    report = json.loads(run_cli(capsys, "replay", "--journal", str(journal), "--config", str(band), "--json")[1])
+    report = json.loads(run_replay(capsys, "replay", "--journal", str(journal), "--config", str(band), "--json")[1])
     btc = [r for r in report["rfqs"] if r["pair"] == "BTC/USDT"]
     assert btc and all(r["now"]["action"] != "accept" for r in btc)
     assert any("bps" in r["now"]["reason"] or "than reference" in r["now"]["reason"] for r in btc)
@@ -196,10 +197,10 @@ def test_replay_is_deterministic_and_pure(sim_journal, monkeypatch):
 
 def test_replay_table_output_and_since(sim_journal, capsys):
     journal, tmp = sim_journal
-    code, out = run_cli(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)),
+    code, out = run_replay(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)),
                         "--since", "1h")
     assert code == 0 and "then" in out and "now" in out and "accepts" in out and "vs reference" in out
-    code, out = run_cli(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)),
+    code, out = run_replay(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)),
                         "--since", "1s", "--json")
     assert code == 0 and isinstance(json.loads(out)["rfqs"], list)
 
