@@ -69,9 +69,10 @@ class _CaAddingAdapter(HTTPAdapter):
 class _SendFailed(Exception):
     """The request may or may not have reached the venue (no usable answer came back)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retryable: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retryable = retryable
 
 
 class _Retry(Exception):
@@ -171,6 +172,10 @@ class RestClient:
             send = self._send_lean if kind == "order" else self._send_requests
             status, text, retry_after = send(method, target, prepared)
         except _SendFailed as exc:
+            if not exc.retryable and kind != "order":
+                # Retrying cannot help (e.g. an untrusted certificate): say so at once.
+                report.done(None, None, "error", exc.reason)
+                raise TransportError(path, exc.reason) from None
             return report.failed(None, None, exc.reason)
         return self._answer(path, kind, report, status, text, retry_after)
 
@@ -180,7 +185,7 @@ class RestClient:
                                             headers=prepared.headers, timeout=self._timeout, verify=True,
                                             allow_redirects=False)
         except requests.RequestException as exc:
-            raise _SendFailed(f"{type(exc).__name__}: request failed ({_short(exc)})") from None
+            raise _SendFailed(*_describe_failure(exc, self._base)) from None
         return response.status_code, response.text, response.headers.get("Retry-After")
 
     def _send_lean(self, method: str, target: str, prepared: SignedRequest) -> tuple[int, str, str | None]:
@@ -199,7 +204,7 @@ class RestClient:
                                     retries=False, redirect=False, timeout=self._lean_timeout, assert_same_host=False,
                                     preload_content=True)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise _SendFailed(f"{type(exc).__name__}: request failed ({_short(exc)})") from None
+            raise _SendFailed(*_describe_failure(exc, self._base)) from None
         return response.status, _body_text(response.data, response.headers.get("Content-Type")), \
             response.headers.get("Retry-After")
 
@@ -313,6 +318,22 @@ def _retry_after(value: str | None) -> float:
 
 
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
+
+
+def _describe_failure(exc: BaseException, base_url: str) -> tuple[str, bool]:
+    """(message a user can act on, whether retrying could help) for a failed send.
+
+    An untrusted certificate will not become trusted by retrying; a refused or timed-out
+    connection may pass. The wording names the config key to look at.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLCertVerificationError" in text:
+        return (f"the TLS certificate of {base_url} is not trusted: set venue.ca_file to the CA that "
+                "signed it (for `rfqbot sim`: ./rfqbot-sim-ca.pem)", False)
+    if "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text:
+        return (f"cannot connect to {base_url}: check venue.rest_url and that the venue is reachable "
+                f"({_short(exc)})", True)
+    return f"{type(exc).__name__}: request failed ({_short(exc)})", True
 
 
 def _short(exc: Exception) -> str:

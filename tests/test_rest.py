@@ -312,6 +312,14 @@ def test_haqqex_profile_signs_with_its_own_headers(venue: FakeVenue) -> None:
     assert json.loads(seen.body) == {"buyCcy": "BTC"}
 
 
+def test_a_refused_connection_names_the_config_key() -> None:
+    client = RestClient(VenueProfile("t", "http://127.0.0.1:9", "ws://x", "X-HK-APIKEY"), clock=FakeClock(),
+                        query_retries=1)
+    with pytest.raises(TransportError, match=r"cannot connect to http://127.0.0.1:9: check venue.rest_url"):
+        client.request("GET", "/api/v1/ping", signed=False)
+    client.close()
+
+
 def test_tls_is_verified_and_ca_file_adds_a_ca(tmp_path) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
@@ -323,9 +331,12 @@ def test_tls_is_verified_and_ca_file_adds_a_ca(tmp_path) -> None:
     fake.start()
     try:
         url = fake.url.replace("http://", "https://")
-        strict = RestClient(VenueProfile("t", url, "wss://x", "X-HK-APIKEY"), clock=FakeClock(), query_retries=0)
-        with pytest.raises(TransportError, match="SSL|certificate"):
+        strict = RestClient(VenueProfile("t", url, "wss://x", "X-HK-APIKEY"), clock=FakeClock(), query_retries=3)
+        hits = len(fake.calls())
+        with pytest.raises(TransportError, match="not trusted: set venue.ca_file") as raised:
             strict.request("GET", "/api/v1/ping", signed=False)
+        assert "gave up" not in str(raised.value)  # an untrusted certificate is not retried
+        assert len(fake.calls()) == hits
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         trusting = RestClient(VenueProfile("t", url, "wss://x", "X-HK-APIKEY", ca_file=str(ca_file)),

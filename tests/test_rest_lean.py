@@ -82,7 +82,7 @@ def test_broken_answer_on_order_is_outcome_unknown_and_sent_once(venue: FakeVenu
 
 def test_connection_refused_on_order_is_outcome_unknown() -> None:
     client = make_client("http://127.0.0.1:9", connect_timeout_s=0.5)
-    with pytest.raises(OutcomeUnknown, match="request failed"):
+    with pytest.raises(OutcomeUnknown, match="cannot connect to http://127.0.0.1:9: check venue.rest_url"):
         accept(client)
     client.close()
 
