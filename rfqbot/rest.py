@@ -66,6 +66,9 @@ class _CaAddingAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+POOL_MAXSIZE = 20
+
+
 class _SendFailed(Exception):
     """The request may or may not have reached the venue (no usable answer came back)."""
 
@@ -105,8 +108,11 @@ class RestClient:
         self._timeout = (profile.connect_timeout_s, profile.read_timeout_s)
         self.session = requests.Session()
         self.session.trust_env = False  # no .netrc credentials or env CA overrides sneaking in
-        adapter: HTTPAdapter = (_CaAddingAdapter(profile.ca_file, pool_connections=1, pool_maxsize=8)
-                                if profile.ca_file else HTTPAdapter(pool_connections=1, pool_maxsize=8))
+        # As many pooled connections as the most REST workers the config allows (engine.accept_workers
+        # <= 16) plus the scheduler's: beyond the pool, connections are dropped and re-handshaken.
+        size = POOL_MAXSIZE
+        adapter: HTTPAdapter = (_CaAddingAdapter(profile.ca_file, pool_connections=1, pool_maxsize=size)
+                                if profile.ca_file else HTTPAdapter(pool_connections=1, pool_maxsize=size))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         # Built once for the lean order path (see _send_lean).
