@@ -111,8 +111,8 @@ def test_silent_stream_with_tcp_open(daemon: Any, row: ReportRow, stream: str) -
     before, session = chain_rows(run.journal), max(subscribed_sessions(run, stream))
     started = time.monotonic()
     sim.faults.silence(stream, on=True)
-    wait_for(lambda: (stream, "stale") in [(stream, st) for _, st in run.journal.stream_states(stream)], 10,
-             f"the {stream} stream to be found stale")
+    wait_for(lambda: any(st == "stale" and n >= session for n, st in run.journal.stream_states(stream)), 10,
+             f"the {stream} stream (session {session} or later) to be found stale")
     sim.faults.silence(stream, on=False)
     wait_for(lambda: resubscribed(run, stream, session), 10, f"the {stream} stream to resubscribe")
     row.recover_s = time.monotonic() - started
@@ -121,8 +121,12 @@ def test_silent_stream_with_tcp_open(daemon: Any, row: ReportRow, stream: str) -
 
 def key_replaced(run: Any, sim: Simulator) -> bool:
     """A second key created at the venue, the first deleted or dead, a connection on the new one."""
-    created = [k["key_tail"] for k in sim.truth("listen_key") if k["action"] == "created"]
-    return len(created) >= 2 and any(c["key_tail"] == created[-1] for c in sim.truth("private_connected"))
+    keys = sim.truth("listen_key")
+    created = [k["key_tail"] for k in keys if k["action"] == "created"]
+    if len(created) < 2:
+        return False
+    old_ended = any(k["key_tail"] == created[-2] and k["action"] not in ("created", "extended") for k in keys)
+    return old_ended and any(c["key_tail"] == created[-1] for c in sim.truth("private_connected"))
 
 
 @pytest.mark.faults_long
