@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from rfqbot.records import RfqStatus
 from rfqbot.sim import Simulator
 from rfqbot.wire import MAX_FRAME_CHARS
-from tests.faults.support import ReportRow, WsProxy, duplicate_accepts
+from tests.faults.support import ReportRow, WsProxy, chain_rows, duplicate_accepts, rows_lost
 from tests.integration.helpers import wait_for
 
 EXAMPLES = int(os.environ.get("RFQBOT_FAULTS_EXAMPLES", "12"))
@@ -114,7 +114,8 @@ def test_bad_frames_on_both_streams_are_journaled_and_good_ones_around_them_hand
         wait_for(lambda: run.daemon.public_stream.state == "subscribed"
                  and run.daemon.private_stream.state == "subscribed", 10, "both streams subscribed")
         sessions = (run.daemon.public_stream.session, run.daemon.private_stream.session)
-        stats = {"frames": 0, "examples": 0, "slowest_s": 0.0}
+        stats = {"frames": 0, "examples": 0, "slowest_s": 0.0, "good_missing": 0}
+        journal_before = chain_rows(run.journal)
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -136,6 +137,9 @@ def test_bad_frames_on_both_streams_are_journaled_and_good_ones_around_them_hand
                      and run.journal.events("frame.rfq_update", rfq_id=ids["private"][1]), 10,
                      "the good frames after the bad ones")
             stats["slowest_s"] = max(stats["slowest_s"], time.monotonic() - started)
+            # the good frame BEFORE the bad ones is journaled too (nothing good is swallowed)
+            stats["good_missing"] += (not run.journal.events("frame.public_rfq", rfq_id=ids["public"][0])) + \
+                (not run.journal.events("frame.rfq_update", rfq_id=ids["private"][0]))
             stats["examples"] += 1
             for stream, bads in (("public", public), ("private", private)):
                 expected = sum(1 for kind, _ in bads if kind in REJECTED)
@@ -149,6 +153,8 @@ def test_bad_frames_on_both_streams_are_journaled_and_good_ones_around_them_hand
 
         example()
         row.recover_s = stats["slowest_s"]
+        row.facts_lost = rows_lost(journal_before, run.journal) + stats["good_missing"]
+        assert row.facts_lost == 0, f"{stats['good_missing']} good frames not journaled"
         row.duplicate_accepts = duplicate_accepts(sim)
         row.note = f"{stats['examples']} examples, {stats['frames']} bad frames"
         assert run.daemon.public_stream.state == "subscribed" and run.daemon.private_stream.state == "subscribed"
