@@ -301,7 +301,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             return
         before = rfq.status
         rfq.status, rfq.status_raw, rfq.updated_ms = status, raw or status.value, at_ms
-        rfq.accept_state = accept_state_after(rfq.accept_state, status)
+        rfq.accept_state = accept_state_after(rfq.accept_state, status, before)
         if status is RfqStatus.NEW and before is RfqStatus.ACCEPTED:
             if rfq.accepted_quote_id:  # that acceptance lapsed: never taken again, a late ack is old news
                 rfq.lapsed_quotes.add(rfq.accepted_quote_id)

@@ -76,18 +76,22 @@ def next_status(current: RfqStatus | None, observed: RfqStatus, *, allow_reopen:
     return StatusStep(False, f"stale: {observed.value} is behind {current.value}")
 
 
-def accept_state_after(accept_state: str, new_status: RfqStatus) -> str:
+def accept_state_after(accept_state: str, new_status: RfqStatus, before: RfqStatus | None = None) -> str:
     """How a (moved-to) status settles the accept bookkeeping.
 
     - the venue shows the RFQ accepted/processing/successful: an accept took (ours or made
       elsewhere), so no accept may be sent - unless ours is still in flight (stays outstanding);
-    - back to ``new`` after an accept that took or whose outcome was unknown: the venue says it
-      did not stick, so a new accept is allowed;
+    - back to ``new`` FROM ``accepted`` (the venue's documented reopen: the accepted quote lapsed
+      before confirmation) after an accept that took or whose outcome was unknown: the venue
+      says it did not stick, so a new accept is allowed. A ``new`` seen without an ``accepted``
+      before it (a first sighting, an answer to a question asked before our accept) proves
+      nothing about our accept: only reconciliation asked after the doubt began may settle it;
     - any other final status: nothing more will happen; an unknown outcome is settled.
     """
     if new_status in _TOOK:
         return accept_state if accept_state == ACCEPT_OUTSTANDING else ACCEPT_ACCEPTED
-    if new_status is RfqStatus.NEW and accept_state in (ACCEPT_ACCEPTED, ACCEPT_UNKNOWN):
+    if (new_status is RfqStatus.NEW and before is RfqStatus.ACCEPTED
+            and accept_state in (ACCEPT_ACCEPTED, ACCEPT_UNKNOWN)):
         return ACCEPT_NONE
     if new_status.is_final and accept_state == ACCEPT_UNKNOWN:
         return ACCEPT_NONE

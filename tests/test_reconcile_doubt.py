@@ -110,3 +110,40 @@ def test_restored_doubt_refuses_the_doubted_quote(tmp_path):
     h2.best(h2.quote("Q1", "90", 1, left_ms=60_000), h2.quote("Q2", "92", 2, left_ms=60_000))
     assert h2.actions.accepts == [("accept", "R1", "Q2")]
     h2.journal.close()
+
+
+def test_first_sighting_by_best_quote_then_old_history_new_keeps_the_doubt(h):
+    """An RFQ first seen through bestQuote (no status yet, e.g. created elsewhere): the history
+    answer 'new' to a question asked before the 5xx used to be applied as its first status, and
+    that 'first sighting' cleared the doubt, so Q2 was accepted while Q1 may have executed."""
+    q1 = h.quote("Q1", "90", 1, left_ms=60_000)
+    h.best(q1)  # no rfqUpdates before it: the RFQ's status is unknown to the engine
+    assert [c[2] for c in h.actions.accepts] == ["Q1"]
+    q2 = h.quote("Q2", "91", 2, left_ms=60_000)
+    venue = SlowVenue(h, lambda: [q2])
+    venue.during_history.append(
+        lambda: h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "unknown", message="timeout")))
+    _jobs(h, venue).reconcile()
+    h.best(q2)
+    assert [c[2] for c in h.actions.accepts] == ["Q1"]  # still in doubt: no second accept
+    assert h.rows("SELECT accept_state FROM rfqs")[0]["accept_state"] == "unknown"
+
+
+def test_a_new_push_without_an_accepted_before_it_does_not_clear_the_doubt(h):
+    q1 = h.quote("Q1", "90", 1, left_ms=60_000)
+    h.best(q1)
+    h.result("unknown", "Q1")
+    h.update(S.NEW)  # first rfqUpdates the engine sees: says nothing about our accept
+    h.best(h.quote("Q2", "91", 2, left_ms=60_000))
+    assert [c[2] for c in h.actions.accepts] == ["Q1"]
+
+
+def test_accepted_then_new_is_the_documented_reopen_and_frees_the_rfq(h):
+    h.update(S.NEW)
+    q1 = h.quote("Q1", "90", 1, left_ms=60_000)
+    h.best(q1)
+    h.result("unknown", "Q1")
+    h.update(S.ACCEPTED, quote_id="Q1")
+    h.update(S.NEW)  # the accepted quote lapsed before confirmation
+    h.best(h.quote("Q2", "91", 2, left_ms=60_000))
+    assert [c[2] for c in h.actions.accepts] == ["Q1", "Q2"]
