@@ -45,7 +45,7 @@ class RecordingActions:
         self.last_ns = 0
         self.accepted = threading.Event()
 
-    def accept(self, rfq_id: str, quote_id: str) -> None:
+    def accept(self, rfq_id: str, quote_id: str, send_by_ms: int | None = None) -> None:
         self.accepts += 1
         self.last_ns = time.perf_counter_ns()
         self.accepted.set()

@@ -42,8 +42,9 @@ class RestActions:
 
     # --- submitting ---------------------------------------------------------------------
 
-    def accept(self, rfq_id: str, quote_id: str) -> Future[None]:
-        return self._submit(self._run_accept, rfq_id, quote_id, "accept")
+    def accept(self, rfq_id: str, quote_id: str, send_by_ms: int | None = None) -> Future[None]:
+        """Accept on a worker; not sent at all once ``send_by_ms`` (venue time) has passed."""
+        return self._submit(self._run_accept, rfq_id, quote_id, "accept", send_by_ms)
 
     def decline(self, rfq_id: str, quote_id: str) -> Future[None]:
         return self._submit(self._run_accept, rfq_id, quote_id, "decline")
@@ -87,7 +88,8 @@ class RestActions:
         except Exception as exc:  # noqa: BLE001 - a broken queue must not kill the worker silently
             log.error("actions.post_failed", error=str(exc), event_type=type(event).__name__)
 
-    def _run_accept(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"]) -> None:
+    def _run_accept(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"],
+                    send_by_ms: int | None = None) -> None:
         started = self._clock.monotonic()
 
         def result(outcome: Literal["accepted", "declined", "rejected", "unknown"], **kw: Any) -> None:
@@ -95,9 +97,11 @@ class RestActions:
             self._emit(AcceptResult(self._clock.now_ms(), rfq_id, quote_id, action, outcome,
                                     latency_ms=latency, **kw))
 
-        call = self._market.accept_quote if action == "accept" else self._market.decline_quote
         try:
-            ack = call(rfq_id, quote_id)
+            if action == "accept":
+                ack = self._market.accept_quote(rfq_id, quote_id, send_by_ms=send_by_ms)
+            else:
+                ack = self._market.decline_quote(rfq_id, quote_id)
             wanted = _ACCEPTED if action == "accept" else _DECLINED
             took = ack.status in wanted
         except Exception as exc:  # noqa: BLE001 - classified below; anything unproven is 'unknown'

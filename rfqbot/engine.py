@@ -232,7 +232,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             except Exception as exc:  # noqa: BLE001 - pool closed or broken: the venue never got it
                 log.error("engine.send_failed", action=action, error=str(exc))
                 if action in ("accept", "decline"):
-                    rfq_id, quote_id = args
+                    rfq_id, quote_id = args[0], args[1]
                     self.handle(AcceptResult(self.local_clock.now_ms(), rfq_id, quote_id, action, "rejected",
                                              message=f"not sent: {exc}"))
         for fields in decision_logs:

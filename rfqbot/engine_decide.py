@@ -110,7 +110,9 @@ class DecisionHandlers:
             rfq.accept_state, rfq.accepted_quote_id, rfq.price, rfq.inflight_quote_id = prior
             raise
         self.ledger.record(rfq.rfq_id, now, amounts)
-        self._sends.append(("accept", (rfq.rfq_id, chosen.quote_id)))
+        # The same floor the decision used, enforced again when the request actually leaves.
+        send_by = None if chosen.expires_ms is None else chosen.expires_ms - self.min_time_left_ms
+        self._sends.append(("accept", (rfq.rfq_id, chosen.quote_id, send_by)))
 
     def _journal_decision(self, rfq: OwnRfq, received_ms: int, payload: dict[str, Any],
                           quote_id: str | None = None) -> int:

@@ -158,16 +158,18 @@ class MarketPlace:
             sell_ccy=rfq.sell_ccy or sell_ccy, sell_amount=rfq.sell_amount or sell_amount,
             rfq_mode=mode if rfq.rfq_mode is QuoteMode.UNKNOWN else rfq.rfq_mode)
 
-    def accept_quote(self, rfq_id: str, quote_id: str) -> AcceptAck:
-        return self._accept_or_decline(rfq_id, quote_id, "accept")
+    def accept_quote(self, rfq_id: str, quote_id: str, send_by_ms: int | None = None) -> AcceptAck:
+        """Accept; with ``send_by_ms`` (venue time) the request is not sent once that has passed."""
+        return self._accept_or_decline(rfq_id, quote_id, "accept", send_by_ms)
 
     def decline_quote(self, rfq_id: str, quote_id: str) -> AcceptAck:
         return self._accept_or_decline(rfq_id, quote_id, "decline")
 
-    def _accept_or_decline(self, rfq_id: str, quote_id: str, action: str) -> AcceptAck:
+    def _accept_or_decline(self, rfq_id: str, quote_id: str, action: str,
+                           send_by_ms: int | None = None) -> AcceptAck:
         # The accept path's request construction lives here and in RestClient.prepare only.
         body = self.rest.request("POST", ACCEPT_QUOTE, [("rfqId", rfq_id), ("quoteId", quote_id), ("action", action)],
-                                 kind="order")
+                                 kind="order", send_by_ms=send_by_ms)
         return accept_ack_from_json(body, rfq_id, quote_id)
 
     # --- listen keys ----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock, VenueClock
-from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_int
 from rfqbot.pacing import CallKind, RateGate, gate_for, key_fingerprint
@@ -130,7 +130,7 @@ class RestClient:
     # --- the one request path -------------------------------------------------------------
 
     def request(self, method: str, path: str, params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), *,
-                signed: bool = True, kind: CallKind = "query") -> Any:
+                signed: bool = True, kind: CallKind = "query", send_by_ms: int | None = None) -> Any:
         """Send one call and return its decoded JSON (``Decimal`` for every fractional number).
 
         ``kind="order"`` marks a state-changing call: paced at the order rate and never
@@ -145,7 +145,7 @@ class RestClient:
         backoff: Backoff | None = None
         while True:
             try:
-                return self._send_once(method.upper(), path, items, signed, kind)
+                return self._send_once(method.upper(), path, items, signed, kind, send_by_ms)
             except VenueError as exc:
                 if exc.code != CLOCK_RESYNC_CODE or resynced:
                     raise
@@ -166,8 +166,17 @@ class RestClient:
             api_key_header=self.profile.api_key_header, timestamp_ms=self.venue_clock.now_ms(),
             recv_window_ms=self.profile.recv_window_ms, signed=signed)
 
-    def _send_once(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind) -> Any:
+    def _send_once(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind,
+                   send_by_ms: int | None = None) -> Any:
         self.gate.before_send(kind, path)
+        if send_by_ms is not None:
+            # Checked after any pacing wait and before every (re)send: a worker queue, a pacing
+            # slot or a -1021 resync must not carry an accept past the point where the quote has
+            # too little life left. Not sent is a definite outcome: nothing reached the venue.
+            late_ms = self.venue_clock.now_ms() - send_by_ms
+            if late_ms > 0:
+                raise NotSent(f"{path}: not sent, {late_ms} ms past its send-by time by the venue clock "
+                              "(the quote would have less than engine.min_time_left_ms left)")
         self._sent.ms = self.clock.now_ms()
         prepared = self.prepare(method, path, items, signed)
         target = path + (f"?{prepared.query}" if prepared.query else "")

@@ -30,7 +30,7 @@ class FakeMarket:
             raise self.outcome
         return self.outcome
 
-    def accept_quote(self, rfq_id, quote_id):
+    def accept_quote(self, rfq_id, quote_id, send_by_ms=None):
         return self._answer("accept", rfq_id, quote_id)
 
     def decline_quote(self, rfq_id, quote_id):
@@ -124,7 +124,7 @@ def test_broken_post_does_not_kill_worker():
 class DecodingMarket(FakeMarket):
     """Answers HTTP 200 with ``body`` and decodes it the way MarketPlace does."""
 
-    def accept_quote(self, rfq_id, quote_id):
+    def accept_quote(self, rfq_id, quote_id, send_by_ms=None):
         return accept_ack_from_json(self._answer("accept", rfq_id, quote_id), rfq_id, quote_id)
 
 
@@ -158,3 +158,10 @@ def test_create_failures_share_the_accept_mapping():
         actions.create_rfq(cmd()).result(5)
         actions.drain(5)
         assert isinstance(posted[0], RfqCreateFailed) and (posted[0].outcome, posted[0].venue_code) == (expected, code)
+
+
+def test_an_accept_not_sent_for_lateness_is_rejected_not_unknown():
+    from rfqbot.errors import NotSent
+
+    result = run(NotSent("/api/v1/market-place/accept-quote: not sent, 12 ms past its send-by time"))
+    assert result.outcome == "rejected" and "not sent" in result.message and "send-by" in result.message

@@ -33,7 +33,7 @@ class FakeActions:
     def __init__(self):
         self.calls = []
 
-    def accept(self, rfq_id, quote_id):
+    def accept(self, rfq_id, quote_id, send_by_ms=None):
         self.calls.append(("accept", rfq_id, quote_id))
 
     def decline(self, rfq_id, quote_id):
@@ -159,7 +159,7 @@ def committed_accepts(path):
 
 def test_decision_committed_before_accept_leaves(h):
     committed = []
-    h.actions.accept = lambda r, q: committed.append(committed_accepts(h.path))
+    h.actions.accept = lambda r, q, send_by_ms=None: committed.append(committed_accepts(h.path))
     h.best(h.quote("Q1", "99", 1))
     assert committed == [1]
 
@@ -451,7 +451,7 @@ def test_run_loop_batches_and_sends_after_commit(h):
     stop = threading.Event()
     sent = []
 
-    def accept(rfq_id, quote_id):
+    def accept(rfq_id, quote_id, send_by_ms=None):
         sent.append(committed_accepts(h.path))
         stop.set()
 
@@ -464,3 +464,11 @@ def test_run_loop_batches_and_sends_after_commit(h):
     t.join(10)
     assert not t.is_alive() and sent == [1]
     assert h.rows("SELECT count(*) AS n FROM quotes")[0]["n"] == 6
+
+
+def test_the_accept_carries_a_send_by_time_of_expiry_minus_min_time_left(h):
+    sent = []
+    h.actions.accept = lambda r, q, send_by_ms=None: sent.append((q, send_by_ms))
+    quote = h.quote("Q1", "99", 1, left_ms=30_000)
+    h.best(quote)
+    assert sent == [("Q1", quote.expires_ms - h.engine.min_time_left_ms)]

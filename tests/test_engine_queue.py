@@ -78,7 +78,7 @@ def test_run_loop_commits_best_quote_before_queued_public_frames_and_journals_dr
     stop = threading.Event()
     sent = []
 
-    def accept(rfq_id, quote_id):
+    def accept(rfq_id, quote_id, send_by_ms=None):
         sent.append((committed_accepts(h.path), h.rows("SELECT count(*) AS n FROM quotes WHERE rfq_id='X'")[0]["n"]))
         stop.set()
 

@@ -228,7 +228,7 @@ def engine_journal(tmp_path, chains, risk=None):
     calls = []
 
     class Actions:
-        def accept(self, rfq_id, quote_id):
+        def accept(self, rfq_id, quote_id, send_by_ms=None):
             calls.append((rfq_id, quote_id))
 
     engine = Engine(journal, chains, risk or RiskSettings(), Actions(), VenueClock(clock), [BTC], min_time_left_ms=0)

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from rfqbot.clock import FakeClock
-from rfqbot.errors import OutcomeUnknown, RateLimited, VenueError
+from rfqbot.errors import NotSent, OutcomeUnknown, RateLimited, VenueError
 from rfqbot.rest import RestClient, _body_text
 from rfqbot.venues import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
@@ -126,4 +126,34 @@ def test_decimal_params_are_sent_as_text(venue: FakeVenue) -> None:
     client.request("POST", "/api/v1/market-place/create-rfq",
                    [("buyCcy", "BTC"), ("sellCcy", "USDT"), ("sellAmount", str(Decimal("5000.10")))], kind="order")
     assert venue.calls("/api/v1/market-place/create-rfq")[0].params["sellAmount"] == "5000.10"
+    client.close()
+
+
+# --- send-by time: an accept never leaves once its quote has too little life left ------------------
+
+def send_accept_by(client: RestClient, send_by_ms: int):
+    return client.request("POST", ACCEPT, [("rfqId", "r1"), ("quoteId", "q1"), ("action", "accept")],
+                          kind="order", send_by_ms=send_by_ms)
+
+
+def test_an_accept_past_its_send_by_time_is_not_sent(venue: FakeVenue) -> None:
+    client = make_client(venue.url)
+    venue.script("POST", ACCEPT, 200, raw='{"rfqId":"r1","quoteId":"q1","status":"accepted"}')
+    now = client.venue_clock.now_ms()
+    with pytest.raises(NotSent, match="past its send-by time"):
+        send_accept_by(client, now - 1)
+    assert venue.calls(ACCEPT) == []
+    assert send_accept_by(client, now + 60_000)["status"] == "accepted"
+    client.close()
+
+
+def test_a_pacing_wait_that_outlasts_the_send_by_time_stops_the_accept(venue: FakeVenue) -> None:
+    client = make_client(venue.url)  # FakeClock: the pacing wait advances it instead of sleeping
+    venue.script("POST", ACCEPT, 200, raw='{"rfqId":"r1","quoteId":"q1","status":"accepted"}')
+    for _ in range(10):  # the whole order budget of this second
+        accept(client)
+    deadline = client.venue_clock.now_ms() + 300  # the next slot is ~1 s away
+    with pytest.raises(NotSent):
+        send_accept_by(client, deadline)
+    assert len(venue.calls(ACCEPT)) == 10
     client.close()
