@@ -257,6 +257,10 @@ class RestClient:
         if kind == "order" and code in OUTCOME_UNKNOWN_CODES:
             return report.failed(status, code, f"venue code {code}: execution status unknown")
         message = str(body.get("msg", "")) if isinstance(body, Mapping) else ""
+        if kind == "order" and status >= 400 and code is None:
+            # A 4xx without the venue's {"code", "msg"} body came from something in between (a
+            # proxy's 408/499, a load balancer): no proof the venue did not act on the order.
+            return report.failed(status, code, f"HTTP {status} without a venue error body")
         if status >= 400 or (code is not None and code not in SUCCESS_CODES and message):
             report.done(status, code, "error", message or f"HTTP {status}")
             raise VenueError(code or f"HTTP{status}", message or (text[:200] if text else f"HTTP {status}"),

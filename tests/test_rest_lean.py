@@ -157,3 +157,15 @@ def test_a_pacing_wait_that_outlasts_the_send_by_time_stops_the_accept(venue: Fa
         send_accept_by(client, deadline)
     assert len(venue.calls(ACCEPT)) == 10
     client.close()
+
+
+def test_an_order_4xx_without_a_venue_error_body_is_outcome_unknown(venue: FakeVenue) -> None:
+    """A proxy's 408/499 proves nothing about the venue: never 'rejected' (which frees the RFQ)."""
+    client = make_client(venue.url)
+    venue.script("POST", ACCEPT, 408, raw="<html>Request Timeout</html>")
+    with pytest.raises(OutcomeUnknown, match="HTTP 408 without a venue error body"):
+        accept(client)
+    venue.script("POST", ACCEPT, 400, raw='{"code": "-3003", "msg": "quote expired"}')
+    with pytest.raises(VenueError, match="-3003"):
+        accept(client)
+    client.close()
