@@ -23,7 +23,7 @@ import sqlite3
 import ssl
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -84,6 +84,27 @@ def _answer_ping(ws: websocket.WebSocket, message: dict[str, Any]) -> bool:
     return False
 
 
+def _accept_each_best(ws: websocket.WebSocket, stop: threading.Event,
+                      send_accept: Callable[[str, str], int]) -> dict[str, Any]:
+    """What every baseline client does per private frame: answer pings, accept each RFQ's best
+    quote once with ``send_accept`` (returns the HTTP status), count accepts and errors."""
+    accepted: set[str] = set()
+    counts = {"accepts": 0, "errors": 0}
+
+    def on_text(ws: websocket.WebSocket, text: str) -> None:
+        message = json.loads(text)
+        if _answer_ping(ws, message):
+            return
+        best = _best_rfq(message)
+        if best is None or best[0] in accepted:
+            return
+        accepted.add(best[0])
+        counts["accepts" if send_accept(*best) == 200 else "errors"] += 1
+
+    _recv_loop(ws, stop, on_text)
+    return counts
+
+
 def run_floor(venue: dict[str, Any], key: str, secret: str, stop: threading.Event) -> dict[str, Any]:
     """Warm ``http.client`` connection; per frame: parse, sign, post, read. Returns counts."""
     context = _ssl_context(venue)
@@ -94,29 +115,19 @@ def run_floor(venue: dict[str, Any], key: str, secret: str, stop: threading.Even
     conn.getresponse().read()
     ws = websocket.create_connection(venue["ws_url"] + "/api/v1/ws/" + listen_key(venue, key, secret),
                                      sslopt={"context": context})
-    accepted: set[str] = set()
-    counts = {"accepts": 0, "errors": 0}
 
-    def on_text(ws: websocket.WebSocket, text: str) -> None:
-        message = json.loads(text)
-        if _answer_ping(ws, message):
-            return
-        best = _best_rfq(message)
-        if best is None or best[0] in accepted:
-            return
-        accepted.add(best[0])
+    def send_accept(rfq_id: str, quote_id: str) -> int:
         conn.request("POST", ACCEPT_PATH, body=_signed_body(
-            secret, {"rfqId": best[0], "quoteId": best[1], "action": "accept"}), headers=headers)
+            secret, {"rfqId": rfq_id, "quoteId": quote_id, "action": "accept"}), headers=headers)
         response = conn.getresponse()
         json.loads(response.read())
-        counts["accepts" if response.status == 200 else "errors"] += 1
+        return response.status
 
     try:
-        _recv_loop(ws, stop, on_text)
+        return _accept_each_best(ws, stop, send_accept)
     finally:
         ws.close()
         conn.close()
-    return counts
 
 
 def run_sample(venue: dict[str, Any], key: str, secret: str, stop: threading.Event) -> dict[str, Any]:
@@ -124,30 +135,20 @@ def run_sample(venue: dict[str, Any], key: str, secret: str, stop: threading.Eve
     ws = websocket.create_connection(venue["ws_url"] + "/api/v1/ws/" + listen_key(venue, key, secret),
                                      sslopt={"context": _ssl_context(venue)})
     headers = {"X-APIKEY": key, "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"}
-    accepted: set[str] = set()
-    counts = {"accepts": 0, "errors": 0}
 
-    def on_text(ws: websocket.WebSocket, text: str) -> None:
-        message = json.loads(text)
-        if _answer_ping(ws, message):
-            return
-        best = _best_rfq(message)
-        if best is None or best[0] in accepted:
-            return
-        accepted.add(best[0])
-        data: dict[str, Any] = {"rfqId": best[0], "quoteId": best[1], "action": "accept",
+    def send_accept(rfq_id: str, quote_id: str) -> int:
+        data: dict[str, Any] = {"rfqId": rfq_id, "quoteId": quote_id, "action": "accept",
                                 "timestamp": int(time.time() * 1000)}
         data["signature"] = _sign(secret, urlencode(data))
         response = requests.post(venue["rest_url"] + ACCEPT_PATH, headers=headers, data=data,
                                  verify=venue["ca_file"])
         response.json()
-        counts["accepts" if response.status_code == 200 else "errors"] += 1
+        return response.status_code
 
     try:
-        _recv_loop(ws, stop, on_text)
+        return _accept_each_best(ws, stop, send_accept)
     finally:
         ws.close()
-    return counts
 
 
 def run_minimal_ingest(venue: dict[str, Any], db_path: str, frames: int, stop: threading.Event,
