@@ -102,6 +102,13 @@ class FakeWsServer:
                 await ws.send_str(text)
         asyncio.run_coroutine_threadsafe(go(), self._loop).result(5)
 
+    def send_all_raw_text(self, payload: bytes) -> None:
+        """A TEXT frame with these exact bytes (send_str cannot make invalid UTF-8)."""
+        async def go() -> None:
+            for ws in list(self._sockets.values()):
+                await ws.send_frame(payload, WSMsgType.TEXT)
+        asyncio.run_coroutine_threadsafe(go(), self._loop).result(5)
+
     def close_all(self) -> None:
         async def go() -> None:
             for ws in list(self._sockets.values()):
@@ -392,6 +399,24 @@ def test_bad_and_oversized_frames_do_not_kill_the_loop(server, streams):
     assert "exceeds" in rejected[1].reason and len(rejected[1].raw) <= 512
     assert "decoder error" in rejected[2].reason
     assert sink.of(Note)[0].detail == {"obj": {"topic": "rfqs", "data": [1]}}
+    assert server.connections_total == 1
+
+
+def test_invalid_utf8_text_frame_is_rejected_and_the_session_goes_on(server, streams):
+    # websocket-client's own (pure Python) check is off; the stream checks with bytes.decode.
+    # A bad frame is journaled as rejected input and the frames after it still arrive.
+    sink = Sink()
+    s = make_stream(server.url(), sink)
+    streams.append(s)
+    s.start()
+    assert wait_until(lambda: s.state == "subscribed")
+    server.send_all_raw_text(b'{"topic":"rfqs","data":"\xff\xfe"}')
+    server.send_all(json.dumps({"topic": "rfqs", "data": "caf\u00e9"}))
+    assert wait_until(lambda: len(sink.of(Note)) == 1)
+    [rejected] = sink.of(RejectedFrame)
+    assert rejected.reason == "text frame is not valid UTF-8 (byte 24 of 28)"
+    assert rejected.raw.startswith('{"topic":"rfqs","data":"')
+    assert sink.of(Note)[0].detail == {"obj": {"topic": "rfqs", "data": "caf\u00e9"}}
     assert server.connections_total == 1
 
 
