@@ -9,6 +9,10 @@ to a file: a production daemon pays for its logs too.
 
 from __future__ import annotations
 
+import cProfile
+import functools
+import os
+import pstats
 import threading
 import time
 from pathlib import Path
@@ -83,9 +87,42 @@ class _PublicCounter:
                 self.reached.set()
 
 
+PROFILE_ENV = "RFQBOT_BENCH_PROFILE_DIR"
+"""Set to a directory to cProfile the ingest client's engine and public stream threads (one text
+file each, sorted by internal time): the whole daemon under the real flood, GIL waits included."""
+
+
+def _profile_threads(directory: str) -> None:
+    """Wrap ``Engine.run`` and ``StreamConnection._run`` (this process only) in a per-thread cProfile."""
+    from rfqbot.engine import Engine
+    from rfqbot.streams import StreamConnection
+
+    def wrap(cls: type, name: str, label: Any) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def profiled(self: Any, *args: Any, **kwargs: Any) -> Any:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                profiler.disable()
+                path = os.path.join(directory, f"profile-ingest-{label(self)}.txt")
+                with open(path, "w", encoding="utf-8") as out:
+                    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+
+        setattr(cls, name, profiled)
+
+    wrap(Engine, "run", lambda self: "engine-thread")
+    wrap(StreamConnection, "_run", lambda self: f"stream-{self.name}")
+
+
 def run_ingest(venue: dict[str, Any], key: str, secret: str, frames: int, stop: threading.Event,
                journal: str, on_started: Any, log_level: str = "info") -> dict[str, Any]:
     """Returns the perf_counter_ns at which the transaction holding the N-th public frame committed."""
+    if os.environ.get(PROFILE_ENV):
+        _profile_threads(os.environ[PROFILE_ENV])
     daemon = start_daemon(venue, key, secret, journal, log_level)
     counter = _PublicCounter(frames)
     assert daemon.engine is not None
