@@ -36,6 +36,8 @@ def rfq_from_json(d: Mapping[str, Any]) -> Rfq:
     status, status_raw = to_status(status_value) if status_value is not None else (None, None)
     quote_mode_value = _first(d, "quoteMode")
     rfq_mode_value = _first(d, "rfqMode")
+    rfq_mode, rfq_mode_raw = to_mode(rfq_mode_value)
+    quote_mode, quote_mode_raw = to_mode(quote_mode_value) if quote_mode_value is not None else (None, None)
     lp_reject = d.get("isLPReject")
     return Rfq(
         rfq_id=_required_text(d, "rfqId", "inquiryOrderId"),
@@ -44,19 +46,19 @@ def rfq_from_json(d: Mapping[str, Any]) -> Rfq:
         sell_ccy=to_text(_first(d, "sellCcy", "sellAssetId")),
         buy_amount=to_decimal(d.get("buyAmount"), "buyAmount"),
         sell_amount=to_decimal(d.get("sellAmount"), "sellAmount"),
-        rfq_mode=to_mode(rfq_mode_value)[0],
+        rfq_mode=rfq_mode,
         status=status,
         status_raw=status_raw,
         status_int=to_int(d.get("statusInt"), "statusInt"),
         quote_id=to_text(_first(d, "quoteId", "quoteOrderId")),
         price=to_decimal(d.get("price"), "price"),
-        quote_mode=to_mode(quote_mode_value)[0] if quote_mode_value is not None else None,
+        quote_mode=quote_mode,
         created_ms=to_ms(_first(d, "rfqCreateTime", "createTime"), "rfqCreateTime"),
         executed_ms=to_ms(_first(d, "executedTime"), "executedTime"),
         expires_ms=to_ms(_first(d, "expire_time", "expireTime", "expiryTime"), "expiry"),
         lp_rejected=lp_reject if isinstance(lp_reject, bool) else None,
-        mode_raw=to_mode(rfq_mode_value)[1] if rfq_mode_value is not None else None,
-        quote_mode_raw=to_mode(quote_mode_value)[1] if quote_mode_value is not None else None,
+        mode_raw=rfq_mode_raw if rfq_mode_value is not None else None,
+        quote_mode_raw=quote_mode_raw,
     )
 
 

@@ -29,6 +29,10 @@ def to_ms(value: Any, field: str = "timestamp") -> int | None:
     ``None`` and ``""`` mean "not given" and return ``None``. Booleans, negative numbers and
     non-numeric strings are errors: a wrong timestamp must never be guessed into a plausible one.
     """
+    if type(value) is int:  # the usual JSON number: no text round trip (same checks, same result)
+        if value < 0:
+            raise NormaliseError(f"{field}: expected a non-negative timestamp, got {value!r}")
+        return value * 1000 if value < _SECONDS_MS_BOUNDARY else value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -52,6 +56,14 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
     so ``120001.1`` stays ``Decimal('120001.1')``. Decoders should parse JSON with
     ``parse_float=Decimal`` so that floats never appear at all.
     """
+    if type(value) is str and value:  # the usual money field: straight to Decimal, same checks after
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise NormaliseError(f"{field}: expected a decimal number, got {value!r}") from None
+        if not result.is_finite():
+            raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
+        return result
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -101,6 +113,8 @@ def to_mode(value: Any) -> tuple[QuoteMode, str]:
 
 def to_text(value: Any) -> str | None:
     """Return an identifier or name as text; ``None``/``""`` mean not given."""
+    if type(value) is str:
+        return value or None
     if value is None or value == "":
         return None
     if isinstance(value, (dict, list)):

@@ -81,9 +81,13 @@ def _no_constants(word: str) -> Any:
     raise _Reject(f"invalid JSON: {word} is not a number rfqbot accepts")
 
 
+# One decoder for every frame: ``json.loads`` with these arguments builds a new one per call.
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+
+
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+        return _JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise _Reject(f"invalid JSON at char {exc.pos}: {exc.msg}") from None
 

@@ -1,0 +1,45 @@
+"""Value normalisation: the fast paths for the usual JSON types give what the general path gives."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from rfqbot.normalise import NormaliseError, to_decimal, to_ms, to_text
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1_700_000_000, 1_700_000_000_000), (1_700_000_000_123, 1_700_000_000_123), (0, 0),
+    ("1700000000", 1_700_000_000_000), (Decimal("1700000000.5"), 1_700_000_000_500), (None, None), ("", None),
+])
+def test_to_ms_by_magnitude(value, expected):
+    assert to_ms(value) == expected
+
+
+@pytest.mark.parametrize("bad", [-1, True, "soon", "-5", Decimal("NaN")])
+def test_to_ms_refuses_what_is_not_a_timestamp(bad):
+    with pytest.raises(NormaliseError):
+        to_ms(bad, "expireTime")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("106000.5", Decimal("106000.5")), (" 0.0471\n", Decimal("0.0471")), ("1E-8", Decimal("1E-8")),
+    (5000, Decimal(5000)), (Decimal("2.50"), Decimal("2.50")), (120001.1, Decimal("120001.1")), (None, None), ("", None),
+])
+def test_to_decimal_keeps_the_exact_value(value, expected):
+    got = to_decimal(value)
+    assert got == expected and str(got) == str(expected)
+
+
+@pytest.mark.parametrize("bad", ["abc", " ", "Infinity", "NaN", True, [1]])
+def test_to_decimal_refuses_what_is_not_money(bad):
+    with pytest.raises(NormaliseError):
+        to_decimal(bad, "price")
+
+
+def test_to_text():
+    assert to_text("MPQ1") == "MPQ1" and to_text("") is None and to_text(None) is None and to_text(7) == "7"
+    with pytest.raises(NormaliseError):
+        to_text({"a": 1})
+
