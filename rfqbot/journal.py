@@ -51,7 +51,7 @@ from rfqbot.audit.chain import (
 )
 from rfqbot.audit.views import create_views
 from rfqbot.audit.writer_lock import WriterLock
-from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, project
+from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, Op, project
 
 log = structlog.get_logger(__name__)
 
@@ -125,11 +125,21 @@ def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:
     """Apply one event's derived-table updates in a savepoint: a projection that fails (a bug,
     an odd payload) loses that view of the event, never the event, and never stops a replay.
     Live appends, rebuilds, upgrades and verify all go through here, so they agree."""
+    ops = _project_or_log(row)
+    return ops is not None and _apply_ops(conn, row, ops)
+
+
+def _project_or_log(row: EventRow) -> list[Op] | None:
+    """``project(row)``, or None (logged) when the projection itself fails on this row."""
     try:
-        ops = project(row)
+        return project(row)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         _projection_failed(row, exc)
-        return False
+        return None
+
+
+def _apply_ops(conn: sqlite3.Connection, row: EventRow, ops: list[Op]) -> bool:
+    """Run one row's projection statements; a failing one undoes that row's, logged, False."""
     if len(ops) <= 1:
         # One statement is atomic on its own (SQLite undoes a failed statement and keeps the
         # transaction), so the savepoint's two extra round trips are skipped for most events.
@@ -173,6 +183,45 @@ def replay_events(conn: sqlite3.Connection) -> int:
     return count
 
 
+def _apply_deferred(conn: sqlite3.Connection, deferred: list[tuple[EventRow, list[Op]]]) -> None:
+    """Apply several rows' projections in order, each run of one statement with one executemany.
+
+    The same statements in the same order as ``_apply_ops`` row by row, so the derived tables
+    end the same. If a statement fails, the whole lot is undone (savepoint) and applied again
+    row by row, so only the failing row loses its view, as in the row-by-row path.
+    """
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for _, ops in deferred:
+        for sql, params in ops:
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].append(params)
+            else:
+                runs.append((sql, [params]))
+    if not runs:
+        return
+    if len(runs) == 1 and len(runs[0][1]) == 1:  # one statement: atomic alone, no savepoint needed
+        _apply_each(conn, deferred)
+        return
+    conn.execute("SAVEPOINT deferred_projections")
+    try:
+        for sql, many in runs:
+            conn.executemany(sql, many)
+    except (sqlite3.Error, TypeError, ValueError) as exc:
+        if not conn.in_transaction:
+            raise  # disk full / I/O error rolled the whole transaction back: not a projection bug
+        conn.execute("ROLLBACK TO deferred_projections")
+        conn.execute("RELEASE deferred_projections")
+        log.warning("journal.deferred_projection_retry", rows=len(deferred), error=str(exc))
+        _apply_each(conn, deferred)
+        return
+    conn.execute("RELEASE deferred_projections")
+
+
+def _apply_each(conn: sqlite3.Connection, deferred: list[tuple[EventRow, list[Op]]]) -> None:
+    for row, ops in deferred:
+        _apply_ops(conn, row, ops)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _upgrade_v2, 3: _upgrade_v3}
 """version -> function that upgrades a journal at version-1 to it (1: create from empty)."""
 
@@ -191,6 +240,7 @@ class Journal:
         self._batch_depth = 0
         self._batch_start: tuple[int, str] | None = None
         self._pending: list[tuple[Any, ...]] = []  # events rows of the open batch, not yet inserted
+        self._pending_ops: list[tuple[EventRow, list[Op]]] = []  # their projections, not yet applied
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._busy_retry_s = float(busy_retry_s)
         self._writer_lock = WriterLock(self.path)
@@ -286,8 +336,9 @@ class Journal:
                 row = (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, text, self._last_hash, digest)
                 if not own_txn and source == _DEFERRED_SOURCE:
                     # Market data inside a batch: its events rows go in with one executemany
-                    # before the commit (or before the next other row, keeping insert order).
-                    # Derived tables never read ``events``, so projecting now is the same.
+                    # before the commit (or before the next other row, keeping insert order),
+                    # and its projection statements likewise (``_apply_projection``). Derived
+                    # tables never read ``events``, so inserting later is the same.
                     self._pending.append(row)
                 else:
                     self._flush_pending()
@@ -303,7 +354,15 @@ class Journal:
             return seq
 
     def _apply_projection(self, row: EventRow) -> None:
-        apply_projection(self._conn, row)
+        """Project ``row`` now; inside ``batch()`` a public row's statements wait in
+        ``_pending_ops`` for ``_flush_pending`` (which runs before any other row is written, so
+        every statement still runs in seq order)."""
+        if self._batch_depth and row.source == _DEFERRED_SOURCE:
+            ops = _project_or_log(row)
+            if ops:
+                self._pending_ops.append((row, ops))
+        else:
+            apply_projection(self._conn, row)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -322,6 +381,7 @@ class Journal:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:
                     self._pending.clear()
+                    self._pending_ops.clear()
                     # The chain head goes back first: a failing ROLLBACK must not leave it
                     # pointing at rows that were never committed.
                     assert self._batch_start is not None
@@ -331,13 +391,17 @@ class Journal:
             self._batch_depth -= 1
 
     def _flush_pending(self) -> None:
-        """Insert the batch's buffered events rows (caller holds the lock, inside the batch)."""
-        if self._pending:
+        """Insert the batch's buffered events rows and apply their projections (caller holds
+        the lock, inside the batch)."""
+        if self._pending or self._pending_ops:
             rows, self._pending = self._pending, []
+            deferred, self._pending_ops = self._pending_ops, []
             if not self._conn.in_transaction:
                 raise JournalError(f"journal {self.path}: the batch's transaction was rolled back after a "
                                    "write error; nothing of this batch is committed")
-            self._conn.executemany(_INSERT_EVENT, rows)
+            if rows:
+                self._conn.executemany(_INSERT_EVENT, rows)
+            _apply_deferred(self._conn, deferred)
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, treating another connection's write lock as transient.

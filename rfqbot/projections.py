@@ -12,8 +12,9 @@ Money columns are TEXT holding the exact Decimal string: SQLite's REAL is binary
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping  # not typing.Mapping: its isinstance goes through typing's hooks (slow)
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 # Event kinds with a projection. The engine writes these; anything else lives in events only.
@@ -118,7 +119,7 @@ def project(row: EventRow) -> list[Op]:
     ops: list[Op] = []
     p = row.payload
     snapshot = p.get("rfq_state")
-    if isinstance(snapshot, Mapping) and snapshot.get("rfq_id"):
+    if snapshot is not None and isinstance(snapshot, Mapping) and snapshot.get("rfq_id"):
         ops.append(_upsert_rfq(snapshot, row))
     if row.kind == KIND_TRANSITION:
         ops.append(("INSERT INTO transitions (seq, rfq_id, from_status, to_status, status_raw, at_ms, cause) "
@@ -158,16 +159,18 @@ def project(row: EventRow) -> list[Op]:
     return ops
 
 
+_UPSERT_RFQ = ("INSERT INTO rfqs ({}) VALUES ({}) ON CONFLICT(rfq_id) DO UPDATE SET {}".format(
+    ", ".join(("rfq_id",) + _RFQ_COLUMNS + ("last_seq", "first_ms", "first_seq")),
+    ", ".join("?" * (len(_RFQ_COLUMNS) + 4)),
+    ", ".join(f"{c} = excluded.{c}" for c in _RFQ_COLUMNS + ("last_seq",))))
+
+
 def _upsert_rfq(s: Mapping[str, Any], row: EventRow) -> Op:
     """Latest snapshot wins; ``first_ms``/``first_seq`` are set by the first one only."""
     values = tuple(_text(s.get(c)) if c in ("buy_amount", "sell_amount", "price") else s.get(c)
                    for c in _RFQ_COLUMNS)
     values = values[:-1] + (1 if s.get("own") else 0,)
-    cols = ", ".join(("rfq_id",) + _RFQ_COLUMNS + ("last_seq", "first_ms", "first_seq"))
-    marks = ", ".join("?" * (len(_RFQ_COLUMNS) + 4))
-    sets = ", ".join(f"{c} = excluded.{c}" for c in _RFQ_COLUMNS + ("last_seq",))
-    return (f"INSERT INTO rfqs ({cols}) VALUES ({marks}) ON CONFLICT(rfq_id) DO UPDATE SET {sets}",
-            (s["rfq_id"],) + values + (row.seq, row.local_ms, row.seq))
+    return (_UPSERT_RFQ, (s["rfq_id"],) + values + (row.seq, row.local_ms, row.seq))
 
 
 # Fields whose "not said" is not NULL: the decoder's default mode is 'unknown', and ``manual``
@@ -176,22 +179,26 @@ _QUOTE_MERGE = {"mode": "mode = COALESCE(NULLIF(excluded.mode, 'unknown'), quote
                 "manual": "manual = MAX(COALESCE(excluded.manual, 0), COALESCE(quotes.manual, 0))"}
 
 
+_UPSERT_QUOTE = ("INSERT INTO quotes ({}) VALUES ({}) ON CONFLICT(quote_id) DO UPDATE SET {}".format(
+    ", ".join(("quote_id",) + _QUOTE_COLUMNS + ("first_seen_ms", "last_seen_ms", "source", "last_seq")),
+    ", ".join("?" * (len(_QUOTE_COLUMNS) + 5)),
+    ", ".join([_QUOTE_MERGE.get(c, f"{c} = COALESCE(excluded.{c}, quotes.{c})") for c in _QUOTE_COLUMNS]
+              + [f"{c} = excluded.{c}" for c in ("last_seen_ms", "source", "last_seq")])))
+_QUOTE_MONEY = frozenset({"price", "buy_amount", "sell_amount"})
+
+
 def _upsert_quote(q: Mapping[str, Any], row: EventRow, source: str) -> Op:
     """Latest source wins for what it says; what it leaves out (None) keeps the earlier value.
 
     Sources differ in what they carry: bestQuote has the LP, rank and submit time, REST
     rfq-active has none of them, a public quote has no LP. A later, poorer sighting must not
     erase what an earlier one told us (v2 did: quotes reconciled over REST lost their LP).
+    The statement is the same for every quote (one SQL text: ``Journal`` batches public ones).
     """
-    values = tuple(_text(q.get(c)) if c in ("price", "buy_amount", "sell_amount") else q.get(c)
-                   for c in _QUOTE_COLUMNS)
-    values = values[:5] + (1 if q.get("manual") else 0,) + values[6:]
-    cols = ", ".join(("quote_id",) + _QUOTE_COLUMNS + ("first_seen_ms", "last_seen_ms", "source", "last_seq"))
-    marks = ", ".join("?" * (len(_QUOTE_COLUMNS) + 5))
-    sets = ", ".join([_QUOTE_MERGE.get(c, f"{c} = COALESCE(excluded.{c}, quotes.{c})") for c in _QUOTE_COLUMNS]
-                     + [f"{c} = excluded.{c}" for c in ("last_seen_ms", "source", "last_seq")])
-    return (f"INSERT INTO quotes ({cols}) VALUES ({marks}) ON CONFLICT(quote_id) DO UPDATE SET {sets}",
-            (q.get("quote_id"),) + values + (row.local_ms, row.local_ms, source, row.seq))
+    get = q.get
+    values = [_text(get(c)) if c in _QUOTE_MONEY else get(c) for c in _QUOTE_COLUMNS]
+    values[5] = 1 if get("manual") else 0
+    return (_UPSERT_QUOTE, (get("quote_id"), *values, row.local_ms, row.local_ms, source, row.seq))
 
 
 def _rfq_id_from_path(endpoint: Any) -> str | None:
