@@ -7,7 +7,8 @@ strategies' market context, not authority over the account's RFQs.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -19,8 +20,20 @@ from rfqbot.market import MarketBook
 from rfqbot.events import (
     Heartbeat, ListenKeyStatus, Note, PublicQuote, PublicRfq, RejectedFrame, SpotTick, StreamStatus, VenueCall,
 )
+from rfqbot.records import Quote
 
 log = structlog.get_logger(__name__)
+
+_QUOTE_FIELDS = tuple(f.name for f in fields(Quote))
+_quote_values = attrgetter(*_QUOTE_FIELDS)
+_SUBMITTED = _QUOTE_FIELDS.index("submitted_ms")
+
+
+def _submitted_at(quote: Quote, ms: int) -> Quote:
+    """``dataclasses.replace(quote, submitted_ms=ms)`` at half the cost (once per public quote)."""
+    values = list(_quote_values(quote))
+    values[_SUBMITTED] = ms
+    return Quote(*values)
 
 
 class PassiveHandlers:
@@ -44,7 +57,7 @@ class PassiveHandlers:
         # The venue's quotesCreated frame has no creation time: such a quote is aged from when it
         # reached the engine (venue clock), journaled as the row's venue_ms so replay ages it alike.
         seen_ms = self.venue_clock.now_ms()
-        quote = ev.quote if ev.quote.submitted_ms is not None else replace(ev.quote, submitted_ms=seen_ms)
+        quote = ev.quote if ev.quote.submitted_ms is not None else _submitted_at(ev.quote, seen_ms)
         self.market.on_public_quote(quote)
         self._record(kinds.KIND_PUBLIC_QUOTE, "public", {"quote": ev.quote, "raw": ev.raw,
                                                          "received_ms": ev.received_ms},

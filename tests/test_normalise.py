@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
+from rfqbot.engine_passive import _submitted_at
 from rfqbot.normalise import NormaliseError, to_decimal, to_ms, to_text
+from rfqbot.records import Quote, QuoteMode
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -43,3 +46,9 @@ def test_to_text():
     with pytest.raises(NormaliseError):
         to_text({"a": 1})
 
+
+def test_a_public_quote_aged_from_arrival_equals_dataclasses_replace():
+    quote = Quote(quote_id="q", rfq_id="r", price=Decimal("1.5"), buy_ccy="BTC", sell_ccy="USDT",
+                  buy_amount=None, sell_amount=Decimal("5000"), lp_name=None, mode=QuoteMode.UNKNOWN, rank=None,
+                  submitted_ms=None, expires_ms=5, status_raw=None, manual=False, mode_raw=None)
+    assert _submitted_at(quote, 42) == replace(quote, submitted_ms=42)
