@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import structlog
 
@@ -20,6 +20,9 @@ from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import AcceptResult, CreateRfqCommand, Event, RfqCreateFailed, RfqReconciled
 from rfqbot.records import ACCEPT_TOOK_STATUSES, RfqStatus
+
+if TYPE_CHECKING:
+    from rfqbot.marketplace import AcceptAck
 
 log = structlog.get_logger(__name__)
 
@@ -39,15 +42,26 @@ class RestActions:
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # How each accept/decline left: on the caller's (engine) thread or from a worker. Read
+        # by tests and benchmarks; a daemon whose accepts all go through workers is missing a
+        # warm connection or pacing room (see Marketplace.begin_accept).
+        self.sent_now = 0
+        self.sent_by_worker = 0
 
     # --- submitting ---------------------------------------------------------------------
 
     def accept(self, rfq_id: str, quote_id: str, send_by_ms: int | None = None) -> Future[None]:
-        """Accept on a worker; not sent at all once ``send_by_ms`` (venue time) has passed."""
-        return self._submit(self._run_accept, rfq_id, quote_id, "accept", send_by_ms)
+        """Accept; not sent at all once ``send_by_ms`` (venue time) has passed.
+
+        The engine calls this right after the decision committed. When the request can leave
+        without blocking (a warm connection, a free pacing slot: ``Marketplace.begin_accept``)
+        it is written here, on the calling thread - no hand-over to a worker before the accept
+        reaches the venue - and a worker only waits for the answer. Otherwise the worker sends.
+        """
+        return self._submit_order(rfq_id, quote_id, "accept", send_by_ms)
 
     def decline(self, rfq_id: str, quote_id: str) -> Future[None]:
-        return self._submit(self._run_accept, rfq_id, quote_id, "decline")
+        return self._submit_order(rfq_id, quote_id, "decline", None)
 
     def create_rfq(self, cmd: CreateRfqCommand) -> Future[None]:
         return self._submit(self._run_create, cmd)
@@ -60,6 +74,51 @@ class RestActions:
             self._pending.add(future)
         future.add_done_callback(self._forget)
         return future
+
+    def _submit_order(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"],
+                      send_by_ms: int | None) -> Future[None]:
+        # Under the lock: drain() cannot close the pool between a request leaving here and the
+        # worker that must report its answer being queued.
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("actions are shut down; no new venue calls")
+            started = self._clock.monotonic()
+            answer = self._send_now(rfq_id, quote_id, action, send_by_ms)
+            if answer is None:
+                self.sent_by_worker += 1
+            else:
+                self.sent_now += 1
+            args = (rfq_id, quote_id, action, send_by_ms, answer, started)
+            try:
+                future = self._pool.submit(self._run_accept, *args)
+            except RuntimeError:
+                if answer is None:
+                    raise   # nothing left: the engine records "not sent"
+                # The request is out (interpreter shutting down): its answer must still be reported.
+                future = Future()
+                self._run_accept(*args)
+                future.set_result(None)
+                return future
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _send_now(self, rfq_id: str, quote_id: str, action: str,
+                  send_by_ms: int | None) -> Callable[[], "AcceptAck"] | None:
+        """The request written on this thread (returns what waits for its answer), or None."""
+        begin = getattr(self._market, "begin_accept", None)   # test doubles may not have it
+        if begin is None:
+            return None
+        try:
+            answer: Callable[[], "AcceptAck"] | None = begin(rfq_id, quote_id, send_by_ms, action)
+        except Exception as exc:  # noqa: BLE001 - a bug around the write: maybe sent, so never resent
+            log.error("actions.send_now_failed", rfq_id=rfq_id, quote_id=quote_id, error=repr(exc))
+            failure = exc
+
+            def reraise() -> "AcceptAck":
+                raise failure
+            return reraise
+        return answer
 
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
@@ -89,8 +148,9 @@ class RestActions:
             log.error("actions.post_failed", error=str(exc), event_type=type(event).__name__)
 
     def _run_accept(self, rfq_id: str, quote_id: str, action: Literal["accept", "decline"],
-                    send_by_ms: int | None = None) -> None:
-        started = self._clock.monotonic()
+                    send_by_ms: int | None = None, answer: Callable[[], "AcceptAck"] | None = None,
+                    started: float | None = None) -> None:
+        started = self._clock.monotonic() if started is None else started
 
         def result(outcome: Literal["accepted", "declined", "rejected", "unknown"], **kw: Any) -> None:
             latency = round((self._clock.monotonic() - started) * 1000, 3)
@@ -98,7 +158,9 @@ class RestActions:
                                     latency_ms=latency, **kw))
 
         try:
-            if action == "accept":
+            if answer is not None:
+                ack = answer()   # sent already by _send_now
+            elif action == "accept":
                 ack = self._market.accept_quote(rfq_id, quote_id, send_by_ms=send_by_ms)
             else:
                 ack = self._market.decline_quote(rfq_id, quote_id)

@@ -165,10 +165,20 @@ class MarketPlace:
     def decline_quote(self, rfq_id: str, quote_id: str) -> AcceptAck:
         return self._accept_or_decline(rfq_id, quote_id, "decline")
 
+    def begin_accept(self, rfq_id: str, quote_id: str, send_by_ms: int | None = None,
+                     action: str = "accept") -> Callable[[], AcceptAck] | None:
+        """Send the accept (or decline) now on this thread if that cannot block (see
+        ``RestClient.begin_order``); returns what waits for the answer, or None when nothing
+        was sent and ``accept_quote``/``decline_quote`` must be used instead."""
+        inflight = self.rest.begin_order("POST", ACCEPT_QUOTE, _accept_params(rfq_id, quote_id, action),
+                                         send_by_ms=send_by_ms)
+        if inflight is None:
+            return None
+        return lambda: accept_ack_from_json(inflight.finish(), rfq_id, quote_id)
+
     def _accept_or_decline(self, rfq_id: str, quote_id: str, action: str,
                            send_by_ms: int | None = None) -> AcceptAck:
-        # The accept path's request construction lives here and in RestClient.prepare only.
-        body = self.rest.request("POST", ACCEPT_QUOTE, [("rfqId", rfq_id), ("quoteId", quote_id), ("action", action)],
+        body = self.rest.request("POST", ACCEPT_QUOTE, _accept_params(rfq_id, quote_id, action),
                                  kind="order", send_by_ms=send_by_ms)
         return accept_ack_from_json(body, rfq_id, quote_id)
 
@@ -197,6 +207,11 @@ class MarketPlace:
         except NormaliseError as exc:
             log.warning("skipping undecodable row", endpoint=endpoint, reason=str(exc), row=str(row)[:300])
             return None
+
+
+def _accept_params(rfq_id: str, quote_id: str, action: str) -> list[tuple[str, str]]:
+    # The accept path's request construction lives here and in RestClient.prepare only.
+    return [("rfqId", rfq_id), ("quoteId", quote_id), ("action", action)]
 
 
 def accept_ack_from_json(body: Any, rfq_id: str, quote_id: str) -> AcceptAck:

@@ -51,6 +51,10 @@ class SlidingWindow:
             self._sent.popleft()
         return at
 
+    def free_at(self, now: float) -> bool:
+        """True when a send at ``now`` needs no wait (``reserve(now)`` would return ``now``)."""
+        return len(self._sent) < self.limit or self._sent[-self.limit] + WINDOW_S + WINDOW_SLACK_S <= now
+
 
 class IpBan:
     """The venue's 418: this *IP address* is banned, so every API key of the process is.
@@ -138,6 +142,20 @@ class RateGate:
         if at > now:
             self.clock.sleep(at - now)
             self.check(endpoint)
+
+    def try_send(self, kind: CallKind) -> bool:
+        """Book this call's slot only if it is free now: never waits. False (nothing booked)
+        when banned, paused after a 429, or the slot is later - the caller then goes the
+        waiting way (``before_send`` on a worker), which also raises the right error."""
+        if self._ip_ban.banned:
+            return False
+        with self._lock:
+            now = self.clock.monotonic()
+            window = self._windows[kind]
+            if self._paused_until > now or not window.free_at(now):
+                return False
+            window.reserve(now)
+            return True
 
     def pause(self, seconds: float) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from rfqbot.clock import Clock, SystemClock, VenueClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_int
+from rfqbot.order_line import OrderLine, SendFailed, SentRequest
 from rfqbot.pacing import CallKind, RateGate, gate_for, key_fingerprint
 from rfqbot.signing import SignedRequest, get_signer
 from rfqbot.venues import VenueProfile
@@ -115,11 +116,13 @@ class RestClient:
                                 if profile.ca_file else HTTPAdapter(pool_connections=1, pool_maxsize=size))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        # Built once for the lean order path (see _send_lean).
+        # Order calls (accept above all) go straight to requests' pool for this venue: see
+        # rfqbot/order_line.py and _send_lean.
         self._pool_probe = requests.Request("POST", self._base + "/").prepare()
-        self._lean_headers = {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
-                              "Accept": "*/*", "Connection": "keep-alive"}
-        self._lean_timeout = urllib3.Timeout(connect=profile.connect_timeout_s, read=profile.read_timeout_s)
+        self._orders = OrderLine(self._order_pool,
+                                 {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
+                                  "Accept": "*/*", "Connection": "keep-alive"},
+                                 profile.connect_timeout_s, profile.read_timeout_s)
         # Local ms at which this thread's last request actually left (after any pacing wait):
         # the clock sync's round trip must not include time spent waiting for a pacing slot.
         self._sent = threading.local()
@@ -138,26 +141,59 @@ class RestClient:
         recvWindow) means the venue refused it, so the clock is resynced and the call sent
         once more.
         """
-        items = [(k, str(v)) for k, v in (params.items() if isinstance(params, Mapping) else params)
-                 if v is not None]
-        resynced = False
+        return self._request(method.upper(), path, _items(params), signed, kind, send_by_ms, resynced=False)
+
+    def _request(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind,
+                 send_by_ms: int | None, *, resynced: bool) -> Any:
         retries = 0
         backoff: Backoff | None = None
         while True:
             try:
-                return self._send_once(method.upper(), path, items, signed, kind, send_by_ms)
+                return self._send_once(method, path, items, signed, kind, send_by_ms)
             except VenueError as exc:
                 if exc.code != CLOCK_RESYNC_CODE or resynced:
                     raise
                 resynced = True
-                log.warning("venue clock skew; resyncing and retrying once", endpoint=path)
-                self.sync_clock()
+                self._resync(path)
             except _Retry as exc:
                 retries += 1
                 if retries > self.query_retries:
                     raise TransportError(path, f"{exc.reason} (gave up after {retries} attempts)") from None
                 backoff = backoff or Backoff(*self._backoff)
                 self.clock.sleep(backoff.next_delay())
+
+    def _resync(self, path: str) -> None:
+        log.warning("venue clock skew; resyncing and retrying once", endpoint=path)
+        self.sync_clock()
+
+    def begin_order(self, method: str, path: str, params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), *,
+                    send_by_ms: int | None = None) -> "OrderInFlight | None":
+        """Send a signed order-type call now, on this thread, if that cannot block; else None.
+
+        The engine calls this right after an accept decision commits, so the request leaves
+        without a hand-over to a REST worker; the worker then only waits for the answer
+        (``OrderInFlight.finish``). "Cannot block" means: not banned or paused by the venue, an
+        order pacing slot free now, the send-by time not passed, and a warm pooled connection
+        (a new one would put a TCP + TLS handshake on the engine thread). On None nothing was
+        sent and no pacing slot was used: the caller falls back to ``request`` on a worker,
+        which waits, resends after -1021 and raises exactly as always.
+        """
+        method = method.upper()
+        items = _items(params)
+        if send_by_ms is not None and self.venue_clock.now_ms() > send_by_ms:
+            return None
+        conn = self._orders.take_warm()
+        if conn is None:
+            return None
+        if not self.gate.try_send("order"):
+            self._orders.give_back(conn)
+            return None
+        self._sent.ms = self.clock.now_ms()
+        prepared = self.prepare(method, path, items, True)
+        target = path + (f"?{prepared.query}" if prepared.query else "")
+        report = _CallReport(self, method, path, items, "order")
+        sent = self._orders.send(conn, method, target, prepared.body, prepared.headers)
+        return OrderInFlight(self, sent, report, method, path, items, send_by_ms)
 
     def prepare(self, method: str, path: str, items: Sequence[tuple[str, str]], signed: bool) -> SignedRequest:
         """Encode and sign a request at the current venue time (the single construction point)."""
@@ -204,7 +240,7 @@ class RestClient:
         return response.status_code, response.text, response.headers.get("Retry-After")
 
     def _send_lean(self, method: str, target: str, prepared: SignedRequest) -> tuple[int, str, str | None]:
-        """One request straight on the urllib3 pool that requests itself uses for this venue.
+        """One order request straight on the urllib3 pool that requests itself uses for this venue.
 
         Measured on TLS loopback against the simulator (benchmarks/, one warm connection):
         ``requests.Session.request`` 0.55 ms p50 per round trip, the same call on its urllib3
@@ -214,14 +250,11 @@ class RestClient:
         No retries and no redirects, as on the requests path: an order is sent at most once.
         """
         try:
-            pool = self._order_pool()
-            response = pool.urlopen(method, target, body=prepared.body, headers={**self._lean_headers, **prepared.headers},
-                                    retries=False, redirect=False, timeout=self._lean_timeout, assert_same_host=False,
-                                    preload_content=True)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise _SendFailed(*_describe_failure(exc, self._base)) from None
-        return response.status, _body_text(response.data, response.headers.get("Content-Type")), \
-            response.headers.get("Retry-After")
+            conn = self._orders.take()
+            answer = self._orders.send(conn, method, target, prepared.body, prepared.headers).read()
+        except SendFailed as exc:
+            raise _SendFailed(*_describe_failure(exc.cause, self._base)) from None
+        return answer.status, _body_text(answer.body, answer.content_type), answer.retry_after
 
     def _order_pool(self) -> urllib3.HTTPConnectionPool:
         """requests' own pool for the venue (same key, so the same TLS settings and connections)."""
@@ -290,6 +323,39 @@ class RestClient:
         self.venue_clock.set_offset(offset)
         log.info("venue clock synced", offset_ms=offset, round_trip_ms=after - before)
         return offset
+
+
+class OrderInFlight:
+    """An order call ``RestClient.begin_order`` sent; ``finish`` (once, on a worker) waits for the
+    venue's answer and turns it into a result or an error exactly as ``request`` would."""
+
+    def __init__(self, client: RestClient, sent: SentRequest, report: "_CallReport", method: str, path: str,
+                 items: list[tuple[str, str]], send_by_ms: int | None) -> None:
+        self._client = client
+        self._sent = sent
+        self._report = report
+        self._call = (method, path, items, send_by_ms)
+
+    def finish(self) -> Any:
+        client, (method, path, items, send_by_ms) = self._client, self._call
+        try:
+            answer = self._sent.read()
+        except SendFailed as exc:
+            return self._report.failed(None, None, _describe_failure(exc.cause, client._base)[0])
+        text = _body_text(answer.body, answer.content_type)
+        try:
+            return client._answer(path, "order", self._report, answer.status, text, answer.retry_after)
+        except VenueError as exc:
+            if exc.code != CLOCK_RESYNC_CODE:
+                raise
+            # Refused for its timestamp, so not applied: resync and send once more, as request() does.
+            client._resync(path)
+            return client._request(method, path, items, True, "order", send_by_ms, resynced=True)
+
+
+def _items(params: Sequence[tuple[str, str]] | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Parameters as (name, text) pairs in order, without the ones set to None."""
+    return [(k, str(v)) for k, v in (params.items() if isinstance(params, Mapping) else params) if v is not None]
 
 
 class _Unparsed:

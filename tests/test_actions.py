@@ -165,3 +165,73 @@ def test_an_accept_not_sent_for_lateness_is_rejected_not_unknown():
 
     result = run(NotSent("/api/v1/market-place/accept-quote: not sent, 12 ms past its send-by time"))
     assert result.outcome == "rejected" and "not sent" in result.message and "send-by" in result.message
+
+
+class SendNowMarket(FakeMarket):
+    """A market whose accept can leave on the caller's thread (Marketplace.begin_accept)."""
+
+    def __init__(self, outcome, send_now=True, begin_raises=None):
+        super().__init__(outcome)
+        self.send_now = send_now
+        self.begin_raises = begin_raises
+        self.begun_on = None
+        self.answered_on = None
+
+    def begin_accept(self, rfq_id, quote_id, send_by_ms=None, action="accept"):
+        self.begun_on = threading.current_thread()
+        if self.begin_raises is not None:
+            raise self.begin_raises
+        if not self.send_now:
+            return None
+        self.calls.append(("begin", action, rfq_id, quote_id))
+
+        def answer():
+            self.answered_on = threading.current_thread()
+            if isinstance(self.outcome, BaseException):
+                raise self.outcome
+            return self.outcome
+        return answer
+
+
+def test_an_accept_that_can_leave_now_is_sent_on_the_callers_thread_and_answered_on_a_worker():
+    posted = []
+    market = SendNowMarket(ACK)
+    actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1").result(5)
+    assert market.begun_on is threading.current_thread()
+    assert market.answered_on is not None and market.answered_on is not threading.current_thread()
+    assert market.calls == [("begin", "accept", "R1", "Q1")]       # accept_quote never called
+    assert [ev.outcome for ev in posted] == ["accepted"]
+    assert (actions.sent_now, actions.sent_by_worker) == (1, 0)
+    assert actions.drain(5)
+
+
+def test_when_it_cannot_leave_now_the_worker_sends_it():
+    posted = []
+    market = SendNowMarket(ACK, send_now=False)
+    actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1").result(5)
+    assert market.calls == [("accept", "R1", "Q1")]
+    assert [ev.outcome for ev in posted] == ["accepted"]
+    assert (actions.sent_now, actions.sent_by_worker) == (0, 1)
+    assert actions.drain(5)
+
+
+@pytest.mark.parametrize("failure", [OutcomeUnknown("/accept-quote", "HTTP 502"), RuntimeError("bug after the write")])
+def test_a_send_now_failure_is_never_resent(failure):
+    posted = []
+    market = SendNowMarket(failure, begin_raises=failure if isinstance(failure, RuntimeError) else None)
+    actions = RestActions(market, posted.append, workers=1, clock=FakeClock())
+    actions.accept("R1", "Q1").result(5)
+    assert ("accept", "R1", "Q1") not in market.calls            # no second send on the worker
+    assert [ev.outcome for ev in posted] == ["unknown"]
+    assert actions.drain(5)
+
+
+def test_after_drain_nothing_is_sent_now():
+    market = SendNowMarket(ACK)
+    actions = RestActions(market, lambda ev: None, workers=1, clock=FakeClock())
+    assert actions.drain(1)
+    with pytest.raises(RuntimeError):
+        actions.accept("R1", "Q1")
+    assert market.begun_on is None
