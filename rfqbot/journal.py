@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import chain
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -183,6 +186,42 @@ def replay_events(conn: sqlite3.Connection) -> int:
     return count
 
 
+_ROWS_PER_INSERT = 64  # well under SQLite's bound-variable (32766) and VALUES-list limits
+_ONE_ROW_INSERT = re.compile(r"(INSERT INTO [^(]+\([^)]*\) VALUES )(\(\?(?:, ?\?)*\))(.*)", re.DOTALL)
+
+
+@lru_cache(maxsize=64)
+def _multi_row_sql(sql: str, rows: int) -> str | None:
+    """``INSERT ... VALUES (?,..)[ ON CONFLICT ...]`` for ``rows`` rows, or None if ``sql`` is
+    not a one-row INSERT of that shape."""
+    shape = _ONE_ROW_INSERT.fullmatch(sql)
+    if shape is None:
+        return None
+    head, marks, tail = shape.groups()
+    return head + ",".join([marks] * rows) + tail
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``conn.executemany(sql, rows)`` for a one-row INSERT, written as multi-row INSERTs.
+
+    SQLite applies a multi-row VALUES list one row at a time, in order, exactly as executemany
+    would (an upsert sees the rows before it, in the same statement too). The difference is
+    the GIL: Python's sqlite3 releases and re-takes it around every statement step, so
+    executemany did once per row, and under a flood each of those handed the GIL to the stream
+    thread and waited to get it back. Chunks are powers of two, so a few cached statements serve.
+    """
+    start, total = 0, len(rows)
+    while start < total:
+        size = min(_ROWS_PER_INSERT, total - start)
+        size = 1 << (size.bit_length() - 1)  # largest power of two <= size
+        multi = _multi_row_sql(sql, size) if size > 1 else None
+        if multi is None:
+            conn.executemany(sql, rows[start:])
+            return
+        conn.execute(multi, list(chain.from_iterable(rows[start:start + size])))
+        start += size
+
+
 def _apply_deferred(conn: sqlite3.Connection, deferred: list[tuple[EventRow, list[Op]]]) -> None:
     """Apply several rows' projections in order, each run of one statement with one executemany.
 
@@ -205,7 +244,7 @@ def _apply_deferred(conn: sqlite3.Connection, deferred: list[tuple[EventRow, lis
     conn.execute("SAVEPOINT deferred_projections")
     try:
         for sql, many in runs:
-            conn.executemany(sql, many)
+            _insert_rows(conn, sql, many)
     except (sqlite3.Error, TypeError, ValueError) as exc:
         if not conn.in_transaction:
             raise  # disk full / I/O error rolled the whole transaction back: not a projection bug
@@ -400,7 +439,7 @@ class Journal:
                 raise JournalError(f"journal {self.path}: the batch's transaction was rolled back after a "
                                    "write error; nothing of this batch is committed")
             if rows:
-                self._conn.executemany(_INSERT_EVENT, rows)
+                _insert_rows(self._conn, _INSERT_EVENT, rows)
             _apply_deferred(self._conn, deferred)
 
     def _begin(self) -> None:

@@ -201,3 +201,38 @@ def test_reads_inside_a_batch_see_the_deferred_projections(tmp_path):
             assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes")] == ["q1"]
     finally:
         journal.close()
+
+
+def test_long_runs_go_in_as_multi_row_inserts_and_still_equal_row_by_row(tmp_path):
+    # 150 public quotes in one batch: events rows and upserts in chunks of 64, 64, 16, 4, 2
+    # statements; quote ids repeat across chunks, so an upsert must see the rows before it.
+    def fill(journal: Journal) -> None:
+        for n in range(150):
+            q = _quote(n % 11)
+            if n % 4 == 0:
+                q = Quote(**{**{f: getattr(q, f) for f in q.__slots__}, "lp_name": f"LP{n}", "rank": n})
+            journal.append("frame.public_quote", source="public", payload={"quote": q, "raw": "{}",
+                                                                         "received_ms": n},
+                           rfq_id=q.rfq_id, quote_id=q.quote_id, venue_ms=n)
+
+    one = Journal(tmp_path / "one.db", FakeClock())
+    many = Journal(tmp_path / "many.db", FakeClock())
+    try:
+        fill(one)
+        with many.batch():
+            fill(many)
+        batched = _derived(many)
+        assert batched == _derived(one) and len(batched["events"]) == 150 and len(batched["quotes"]) == 11
+        assert many.verify_chain() is None
+        many.rebuild_projections()
+        assert _derived(many) == batched
+    finally:
+        one.close()
+        many.close()
+
+
+def test_multi_row_sql_only_for_one_row_inserts():
+    from rfqbot.journal import _INSERT_EVENT, _multi_row_sql
+
+    assert _multi_row_sql(_INSERT_EVENT, 2).endswith("VALUES (?,?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?,?)")
+    assert _multi_row_sql("UPDATE decisions SET result_outcome = ? WHERE seq = ?", 2) is None
