@@ -119,7 +119,7 @@ class RestClient:
         # Order calls (accept above all) go straight to requests' pool for this venue: see
         # rfqbot/order_line.py and _send_lean.
         self._pool_probe = requests.Request("POST", self._base + "/").prepare()
-        self._orders = OrderLine(self._order_pool,
+        self._orders = OrderLine(self._order_pool, self._base,
                                  {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
                                   "Accept": "*/*", "Connection": "keep-alive"},
                                  profile.connect_timeout_s, profile.read_timeout_s)

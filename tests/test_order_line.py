@@ -158,3 +158,15 @@ def test_marketplace_begin_accept_gives_the_ack(venue: FakeVenue) -> None:
     assert (ack.rfq_id, ack.quote_id, ack.status) == ("r1", "q1", RfqStatus.ACCEPTED)
     assert venue.calls(ACCEPT)[0].params["action"] == "accept"
     client.close()
+
+
+def test_a_header_value_with_cr_or_lf_is_refused_before_anything_is_written(venue: FakeVenue) -> None:
+    client = make_client(venue.url)
+    warm(client, venue)
+    conn = client._orders.take_warm()
+    with pytest.raises(ValueError, match="CR or LF"):
+        client._orders.send(conn, "POST", ACCEPT, b"a=1", {"X-HK-APIKEY": "key\r\nX-Evil: 1"})
+    client._orders.give_back(conn)
+    assert venue.calls(ACCEPT) == []
+    assert accept(client)["status"] == "accepted"   # the connection is still usable
+    client.close()
