@@ -26,7 +26,7 @@ from rfqbot.engine_decide import DecisionHandlers
 from rfqbot.engine_passive import PassiveHandlers
 from rfqbot.engine_state import (
     ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
-    restore_rfqs,
+    decided_quotes_sql, restore_decided_quotes, restore_rfqs,
 )
 from rfqbot.market import MarketBook
 from rfqbot.events import (
@@ -93,6 +93,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
         now = self.venue_clock.now_ms()
         state = self.journal.load_state(since_ms=now - DAY_MS)
         self.rfqs = restore_rfqs(state.rfqs, state.unknown_accepts, self.pairs.values(), self.local_clock.now_ms())
+        restore_decided_quotes(self.rfqs, self.journal.query(*decided_quotes_sql()))
         for accept in state.recent_accepts:
             self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
         for rfq in self.rfqs.values():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
 
-from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Quote, QuoteMode, RfqStatus, Side
+from rfqbot.records import ACCEPT_TOOK_STATUSES, FINAL_STATUS_WORDS, Pair, Quote, QuoteMode, RfqStatus, Side
 from rfqbot.market import MarketBook  # noqa: F401 - moved to rfqbot.market; old import path kept
 
 _RANK = {
@@ -215,3 +215,39 @@ def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str
             if rfq.accepted_quote_id:
                 rfq.refused_quotes.add(rfq.accepted_quote_id)  # never accepted a second time
     return out
+
+
+# Accept results that say nothing about the quote itself (the venue paused or banned us before
+# judging it): such a quote may be accepted again, in memory and after a restart alike.
+_NOT_JUDGED_CODES = ("429", "418")
+
+
+def decided_quotes_sql() -> tuple[str, tuple[str, ...]]:
+    """The query behind ``restore_decided_quotes``: accept/decline decisions of own RFQs that are
+    not final, with the venue code of each accept's result (from its accept.result event)."""
+    finals = ", ".join("?" for _ in FINAL_STATUS_WORDS)
+    sql = ("SELECT d.rfq_id, d.quote_id, d.action, d.result_outcome, "
+           "json_extract(e.payload, '$.venue_code') AS venue_code "
+           "FROM decisions d LEFT JOIN events e ON e.seq = d.result_seq "
+           "WHERE d.action IN ('accept', 'decline') AND d.quote_id IS NOT NULL AND d.rfq_id IN "
+           f"(SELECT rfq_id FROM rfqs WHERE own = 1 AND (status IS NULL OR status NOT IN ({finals})))")
+    return sql, FINAL_STATUS_WORDS
+
+
+def restore_decided_quotes(rfqs: dict[str, OwnRfq], rows: Iterable[dict[str, Any]]) -> None:
+    """Put back, after a restart, the quotes an open RFQ must not be offered again.
+
+    In memory every quote the engine tried to accept ends up refused (rejected by the venue, in
+    doubt, or accepted and then lapsed) unless a 429/418 kept the venue from judging it, and
+    every declined quote stays declined. Without this a restart forgot both sets: a quote whose
+    accept was in doubt and then settled as "not taken" could be accepted a second time (and
+    the venue may still act on the first request late).
+    """
+    for row in rows:
+        rfq = rfqs.get(row["rfq_id"])
+        if rfq is None:
+            continue
+        if row["action"] == "decline":
+            rfq.declined_quotes.add(row["quote_id"])
+        elif not (row["result_outcome"] == "rejected" and row["venue_code"] in _NOT_JUDGED_CODES):
+            rfq.refused_quotes.add(row["quote_id"])

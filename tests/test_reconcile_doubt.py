@@ -147,3 +147,60 @@ def test_accepted_then_new_is_the_documented_reopen_and_frees_the_rfq(h):
     h.update(S.NEW)  # the accepted quote lapsed before confirmation
     h.best(h.quote("Q2", "91", 2, left_ms=60_000))
     assert [c[2] for c in h.actions.accepts] == ["Q1", "Q2"]
+
+
+
+
+def test_a_doubt_settled_before_a_restart_still_refuses_the_doubted_quote_after_it(tmp_path):
+    """Settled as "not taken" (asked after the loss: still new), then restarted: the restored RFQ
+    is open with no accept in doubt, and must still never accept the doubted quote again."""
+    from rfqbot.clock import FakeClock
+    clock = FakeClock()
+    h = Harness(tmp_path, clock=clock)
+    h.update(S.NEW)
+    h.best(h.quote("Q1", "90", 1, left_ms=60_000))
+    h.result("unknown", "Q1")
+    h.clock.advance(1)
+    h.reconciled(S.NEW)                        # the doubt is settled: the RFQ is free again
+    assert h.rows("SELECT accept_state FROM rfqs")[0]["accept_state"] == "none"
+    h.journal.close()
+    clock.advance(1)
+    h2 = Harness(tmp_path, clock=clock)
+    h2.best(h2.quote("Q1", "90", 1, left_ms=60_000))
+    assert h2.actions.accepts == []            # before the fix: ("accept", "R1", "Q1") again
+    h2.best(h2.quote("Q1", "90", 1, left_ms=60_000), h2.quote("Q2", "92", 2, left_ms=60_000))
+    assert h2.actions.accepts == [("accept", "R1", "Q2")]
+    h2.journal.close()
+
+
+def test_after_a_restart_a_quote_rejected_for_429_may_be_accepted_but_a_refused_one_not(tmp_path):
+    from rfqbot.clock import FakeClock
+    clock = FakeClock()
+    h = Harness(tmp_path, clock=clock)
+    h.update(S.NEW)
+    h.best(h.quote("Q1", "90", 1, left_ms=60_000))
+    h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="429", message="paused"))
+    h.best(h.quote("Q2", "91", 2, left_ms=60_000))
+    h.engine.handle(AcceptResult(h.now, "R1", "Q2", "accept", "rejected", venue_code="-3003",
+                                 message="quote expired"))
+    h.journal.close()
+    clock.advance(1)
+    h2 = Harness(tmp_path, clock=clock)
+    h2.best(h2.quote("Q2", "91", 2, left_ms=60_000))
+    assert h2.actions.accepts == []            # the venue refused Q2 itself
+    h2.best(h2.quote("Q1", "90", 1, left_ms=60_000), h2.quote("Q2", "91", 2, left_ms=60_000))
+    assert h2.actions.accepts == [("accept", "R1", "Q1")]   # a 429 said nothing about Q1
+    h2.journal.close()
+
+
+def test_restore_decided_quotes_sorts_rows_into_refused_and_declined():
+    from rfqbot.engine_state import OwnRfq, restore_decided_quotes
+    rfqs = {"R1": OwnRfq("R1")}
+    restore_decided_quotes(rfqs, [
+        {"rfq_id": "R1", "quote_id": "D1", "action": "decline", "result_outcome": "declined", "venue_code": None},
+        {"rfq_id": "R1", "quote_id": "A1", "action": "accept", "result_outcome": None, "venue_code": None},
+        {"rfq_id": "R1", "quote_id": "A2", "action": "accept", "result_outcome": "rejected", "venue_code": "418"},
+        {"rfq_id": "R9", "quote_id": "X", "action": "accept", "result_outcome": "unknown", "venue_code": None},
+    ])
+    assert rfqs["R1"].declined_quotes == {"D1"} and rfqs["R1"].refused_quotes == {"A1"}
+    assert list(rfqs) == ["R1"]
