@@ -168,7 +168,8 @@ class RestActions:
             took = ack.status in wanted
         except Exception as exc:  # noqa: BLE001 - classified below; anything unproven is 'unknown'
             failure = classify_failure(exc, f"{action} rfq {rfq_id} quote {quote_id}")
-            result(failure.outcome, venue_code=failure.venue_code, message=failure.message)
+            result(failure.outcome, venue_code=failure.venue_code, message=failure.message,
+                   retry_after_ms=failure.retry_after_ms)
             return
         if took:
             result("accepted" if action == "accept" else "declined", status_raw=ack.status_raw,
@@ -197,6 +198,7 @@ class Failure:
     outcome: Literal["rejected", "unknown"]
     venue_code: str | None
     message: str
+    retry_after_ms: int | None = None   # a 429's pause
 
 
 def classify_failure(exc: BaseException, what: str) -> Failure:
@@ -210,7 +212,7 @@ def classify_failure(exc: BaseException, what: str) -> Failure:
     if isinstance(exc, VenueError):
         return Failure("rejected", exc.code, exc.message)
     if isinstance(exc, RateLimited):
-        return Failure("rejected", "429", str(exc))
+        return Failure("rejected", "429", str(exc), retry_after_ms=int(exc.retry_after_s * 1000))
     if isinstance(exc, Banned):
         return Failure("rejected", "418", str(exc))
     if isinstance(exc, NotSent):

@@ -380,6 +380,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             "action": ev.action, "outcome": ev.outcome, "status_raw": ev.status_raw, "venue_code": ev.venue_code,
             "message": ev.message, "expires_ms": ev.expires_ms, "latency_ms": ev.latency_ms,
             "decision_seq": decision_seq, "matched": mine, "rfq_state": rfq.snapshot(),
+            **({"retry_after_ms": ev.retry_after_ms} if ev.retry_after_ms is not None else {}),
             **({"note": "late: rfqUpdates already showed this acceptance lapse; status not moved"} if lapsed else {})},
             rfq_id=ev.rfq_id, quote_id=ev.quote_id)
         log.info("engine.accept_result", rfq_id=ev.rfq_id, quote_id=ev.quote_id, action=ev.action,
@@ -390,8 +391,10 @@ class Engine(DecisionHandlers, PassiveHandlers):
         elif mine and ev.outcome == "rejected" and rfq.last_quotes and self._skip_reason(rfq) is None:
             if ev.venue_code == "429":
                 # Requests are paused: deciding now would only burn through the quotes. Decide
-                # again (same quotes) once a tick finds the wait over.
-                rfq.wait_until_ms = self.venue_clock.now_ms() + RATE_LIMIT_RETRY_MS
+                # again (same quotes) once a tick finds the pause over - not before: each try
+                # inside it is refused at once and journals one more decision and result.
+                wait_ms = max(RATE_LIMIT_RETRY_MS, ev.retry_after_ms or 0)
+                rfq.wait_until_ms = self.venue_clock.now_ms() + wait_ms
             elif ev.venue_code != "418":  # banned: nothing will be sent again
                 self._decide(rfq, ev.received_ms, "accept-rejected")  # next best quote, if any is acceptable
 

@@ -149,6 +149,8 @@ class AcceptResult:
     message: str = ""
     expires_ms: int | None = None
     latency_ms: float | None = None
+    # With venue_code "429": how long the venue asked every request to pause (ms).
+    retry_after_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

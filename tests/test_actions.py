@@ -235,3 +235,8 @@ def test_after_drain_nothing_is_sent_now():
     with pytest.raises(RuntimeError):
         actions.accept("R1", "Q1")
     assert market.begun_on is None
+
+
+def test_a_429_result_carries_the_pause():
+    ev = run(RateLimited(7.5, "/accept-quote"))
+    assert (ev.outcome, ev.venue_code, ev.retry_after_ms) == ("rejected", "429", 7500)

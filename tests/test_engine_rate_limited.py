@@ -47,3 +47,23 @@ def test_a_venue_refusal_still_moves_to_the_next_quote(tmp_path):
         assert h.actions.accepts == [("accept", "R1", "Q1"), ("accept", "R1", "Q2")]
     finally:
         h.journal.close()
+
+
+def test_a_paused_accept_waits_for_the_whole_pause_the_venue_asked_for(tmp_path):
+    """Retrying every second inside a 30 s pause only journals refusals (each is refused locally)."""
+    h = Harness(tmp_path)
+    try:
+        h.best(h.quote("Q1", "90", 1, left_ms=120_000))
+        h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="429",
+                                     message="rate limited", retry_after_ms=30_000))
+        for _ in range(29):
+            h.clock.advance(1)
+            h.engine.handle(Tick(h.now))
+        assert h.actions.accepts == [("accept", "R1", "Q1")]
+        h.clock.advance(1.1)
+        h.engine.handle(Tick(h.now))
+        assert h.actions.accepts == [("accept", "R1", "Q1"), ("accept", "R1", "Q1")]
+        results = h.rows("SELECT payload FROM events WHERE kind = 'accept.result'")
+        assert '"retry_after_ms":30000' in results[0]["payload"]
+    finally:
+        h.journal.close()
