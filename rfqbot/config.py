@@ -132,6 +132,10 @@ class ClockSyncSettings(_Strict):
     every_s: int = Field(default=300, ge=10)
 
 
+class PairsRefreshSettings(_Strict):
+    every_s: int = Field(default=300, ge=30)
+
+
 def _positive_amounts(v: dict[str, Decimal]) -> dict[str, Decimal]:
     for ccy, amount in v.items():
         if amount <= 0:
@@ -228,6 +232,7 @@ class Settings(_Strict):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     clock_sync: ClockSyncSettings = Field(default_factory=ClockSyncSettings)
+    pairs_refresh: PairsRefreshSettings = Field(default_factory=PairsRefreshSettings)
     strategies: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     rfqs: list[ScheduledRfq] = Field(default_factory=list)

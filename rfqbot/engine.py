@@ -13,6 +13,8 @@ because ``load_state`` reports accept decisions without a definitive result.
 
 from __future__ import annotations
 
+import dataclasses
+
 import queue as queue_mod
 import sqlite3
 import threading
@@ -31,7 +33,7 @@ from rfqbot.engine_state import (
 from rfqbot.market import MarketBook
 from rfqbot.events import (
     AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, Event, Heartbeat, ListenKeyStatus, Note,
-    PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
+    PairsRefreshed, PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
 from rfqbot.engine_queue import PUBLIC_EVENT_TYPES, EventQueue
@@ -431,6 +433,34 @@ class Engine(DecisionHandlers, PassiveHandlers):
         """
         return asked_ms is not None and rfq.doubt_since_ms is not None and asked_ms > rfq.doubt_since_ms
 
+    def _on_pairs(self, ev: PairsRefreshed) -> None:
+        """Apply a fresh get-pairs answer; journal what changed (``pairs.changed``).
+
+        A pair now ``CLOSED`` is never accepted from here on. A pair missing from the answer is
+        treated as closed (the venue no longer lists it; open RFQs in it may still get quotes).
+        An empty answer is taken for a venue glitch and ignored: closing every pair on it would
+        stop all trading on a hiccup.
+        """
+        if not ev.pairs:
+            self._record("pairs.ignored", "venue", {"reason": "get-pairs answered no pairs; keeping the known ones"})
+            log.warning("engine.pairs_empty_answer_ignored", known=sorted(self.pairs))
+            return
+        fresh = {p.name: p for p in ev.pairs}
+        changes = []
+        for name, old in self.pairs.items():
+            new = fresh.get(name)
+            if new is None:
+                new = fresh[name] = dataclasses.replace(old, trading_status="CLOSED")
+                changes.append({"pair": name, "from": old.trading_status, "to": "CLOSED",
+                                "why": "no longer in get-pairs"})
+            elif new.trading_status != old.trading_status:
+                changes.append({"pair": name, "from": old.trading_status, "to": new.trading_status})
+        added = sorted(set(fresh) - set(self.pairs))
+        self.pairs = fresh
+        if changes or added:
+            self._record("pairs.changed", "venue", {"changes": changes, "added": added})
+            log.warning("engine.pairs_changed", changes=changes, added=added)
+
     def _on_create(self, ev: CreateRfqCommand) -> None:
         if not self.deciding:
             reason = "journal write failed" if self.journal_failure else "shutting down"
@@ -496,5 +526,5 @@ class Engine(DecisionHandlers, PassiveHandlers):
         CreateRfqCommand: "_on_create", RfqCreateFailed: "_on_create_failed", Tick: "_on_tick",
         ReloadRequested: "_on_reload", ShutdownRequested: "_on_shutdown", StreamStatus: "_on_stream",
         ListenKeyStatus: "_on_listen_key", VenueCall: "_on_venue_call", Note: "_on_note",
-        Heartbeat: "_on_heartbeat",
+        Heartbeat: "_on_heartbeat", PairsRefreshed: "_on_pairs",
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from rfqbot.records import Quote, QuoteMode, Rfq
+from rfqbot.records import Pair, Quote, QuoteMode, Rfq
 
 StreamName = Literal["public", "private"]
 
@@ -230,6 +230,15 @@ class ShutdownRequested:
 
     received_ms: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PairsRefreshed:
+    """A fresh ``get-pairs`` answer (asked every ``pairs_refresh.every_s``): a pair the venue
+    closes after start must stop being accepted without a restart."""
+
+    received_ms: int
+    pairs: tuple[Pair, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, RateLimited
-from rfqbot.events import ActiveQuotes, CreateRfqCommand, Event, Note, RfqReconciled
-from rfqbot.records import Quote, QuoteMode, Rfq
+from rfqbot.events import ActiveQuotes, CreateRfqCommand, Event, Note, PairsRefreshed, RfqReconciled
+from rfqbot.records import Pair, Quote, QuoteMode, Rfq
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,7 @@ class VenueQueries(Protocol):
     def sync_clock(self) -> int: ...
     def rfq_history(self, *, rfq_id: str | None = None, start_ms: int | None = None) -> list[Rfq]: ...
     def active_quotes(self, rfq_id: str) -> list[Quote]: ...
+    def get_pairs(self) -> list[Pair]: ...
 
 
 class Keepalive(Protocol):
@@ -142,6 +143,20 @@ class SchedulerJobs:
             return
         log.info("clock_sync", offset_ms=offset)
         self._emit(Note(self._clock.now_ms(), "clock_sync", {"offset_ms": offset}))
+
+    def refresh_pairs(self) -> None:
+        """Ask ``get-pairs`` again; the engine applies trading-status changes (a CLOSED pair is
+        never accepted). A failure is journaled and the pairs known so far stay in force."""
+        if self.stopping:
+            return
+        with self._running():
+            try:
+                pairs = self._api.get_pairs()
+            except Exception as exc:  # noted and retried next run
+                log.warning("pairs_refresh_failed", error=str(exc))
+                self._emit(Note(self._clock.now_ms(), "pairs_refresh_failed", {"error": str(exc)[:300]}))
+                return
+            self._emit(PairsRefreshed(self._clock.now_ms(), tuple(pairs)))
 
     def reconcile(self) -> int:
         """Ask the venue about every unsettled RFQ; returns how many were queried.
@@ -291,7 +306,7 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
                     clock: Clock | None = None, window_start: Callable[[str], int | None] | None = None,
                     extend_every_s: float = 1800,
                     clock_sync_every_s: float = 300, reconcile_every_s: float = 30,
-                    scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
+                    pairs_refresh_every_s: float = 300, scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
     """All jobs on one BackgroundScheduler (not started). Cron entries use ``tz`` (UTC).
 
     Clock sync runs at once on start (accept decisions use the venue clock); the keepalive
@@ -310,6 +325,9 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
                 name="server clock sync", next_run_time=now, misfire_grace_time=60, **once)
     aps.add_job(jobs.reconcile, IntervalTrigger(seconds=reconcile_every_s), id="reconcile",
                 name="reconciliation", misfire_grace_time=max(1, int(reconcile_every_s)), **once)
+    # First run one interval after start: the daemon fetched the pairs just before.
+    aps.add_job(jobs.refresh_pairs, IntervalTrigger(seconds=pairs_refresh_every_s), id="pairs_refresh",
+                name="pairs refresh", misfire_grace_time=max(1, int(pairs_refresh_every_s)), **once)
     for i, spec in enumerate(scheduled_rfqs):
         trigger, grace = _rfq_trigger(spec, tz)
         aps.add_job(jobs.create_scheduled_rfq, trigger, args=[spec], id=f"rfq_{i}",
@@ -323,6 +341,7 @@ def build_scheduler_from_settings(settings: Any, **deps: Any) -> Scheduler:
     return build_scheduler(extend_every_s=settings.listen_key.extend_every_s,
                            clock_sync_every_s=settings.clock_sync.every_s,
                            reconcile_every_s=settings.reconcile.every_s,
+                           pairs_refresh_every_s=settings.pairs_refresh.every_s,
                            scheduled_rfqs=settings.rfqs, **deps)
 
 

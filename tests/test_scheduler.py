@@ -180,7 +180,8 @@ def test_client_order_id_stays_within_limit_for_longest_prefix():
 def test_build_scheduler_registers_jobs_with_safe_defaults():
     s = build_scheduler(marketplace=FakeVenue(), post=Sink(), reconcile_targets=list, keeper=FakeKeeper(),
                         scheduled_rfqs=[spec(), spec(every=None, cron="0 * * * *")])
-    assert sorted(s.job_ids()) == ["clock_sync", "listen_key_keepalive", "reconcile", "rfq_0", "rfq_1"]
+    assert sorted(s.job_ids()) == ["clock_sync", "listen_key_keepalive", "pairs_refresh", "reconcile", "rfq_0", "rfq_1"]
+    assert s.aps.get_job("pairs_refresh").trigger.interval.total_seconds() == 300
     keepalive = s.aps.get_job("listen_key_keepalive")
     assert isinstance(keepalive.trigger, IntervalTrigger)
     assert keepalive.trigger.interval.total_seconds() == 1800
@@ -195,11 +196,13 @@ def test_build_scheduler_registers_jobs_with_safe_defaults():
 def test_build_from_settings_uses_config_keys():
     settings = Settings.model_validate({
         "listen_key": {"extend_every_s": 900}, "reconcile": {"every_s": 20}, "clock_sync": {"every_s": 120},
+        "pairs_refresh": {"every_s": 45},
         "rfqs": [{"cron": "*/5 * * * *", "buy": "ETH", "sell": "USDT", "sell_amount": "5", "mode": "delayed"}],
     })
     s = build_scheduler_from_settings(settings, marketplace=FakeVenue(), post=Sink(),
                                       reconcile_targets=list, keeper=FakeKeeper())
     assert s.aps.get_job("listen_key_keepalive").trigger.interval.total_seconds() == 900
+    assert s.aps.get_job("pairs_refresh").trigger.interval.total_seconds() == 45
     assert s.aps.get_job("reconcile").trigger.interval.total_seconds() == 20
     assert s.aps.get_job("clock_sync").trigger.interval.total_seconds() == 120
     assert isinstance(s.aps.get_job("rfq_0").trigger, CronTrigger)

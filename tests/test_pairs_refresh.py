@@ -1,0 +1,95 @@
+"""A pair the venue closes (or stops listing) after start stops being accepted without a
+restart: the scheduler asks get-pairs again, the engine applies and journals the change."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rfqbot.config import load_config_text
+from rfqbot.config_checks import ConfigError
+from rfqbot.events import Note, PairsRefreshed
+from rfqbot.records import RfqStatus
+from rfqbot.scheduler import SchedulerJobs
+from tests.test_engine import BTC, Harness
+
+ETH = dataclasses.replace(BTC, base="ETH")
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = Harness(tmp_path)
+    yield harness
+    harness.journal.close()
+
+
+def refreshed(h: Harness, *pairs) -> None:
+    h.engine.handle(PairsRefreshed(h.now, tuple(pairs)))
+
+
+def changes(h: Harness) -> list:
+    return [{"changes": p["changes"], "added": p["added"]} for k, p in h.seen if k == "pairs.changed"]
+
+
+def test_a_pair_closed_after_start_is_no_longer_accepted_and_reopens(h):
+    h.update(RfqStatus.NEW)
+    refreshed(h, dataclasses.replace(BTC, trading_status="CLOSED"))
+    assert changes(h) == [{"changes": [{"pair": "BTC/USDT", "from": "OPENED", "to": "CLOSED"}], "added": []}]
+    h.best(h.quote("Q1", "90", 1))
+    assert h.actions.accepts == []
+    reason = h.rows("SELECT reason FROM decisions")[-1]["reason"]
+    assert "trading status is CLOSED" in reason
+    refreshed(h, BTC)
+    h.best(h.quote("Q2", "91", 1))
+    assert h.actions.accepts == [("accept", "R1", "Q2")]
+
+
+def test_a_pair_missing_from_the_answer_counts_as_closed(h):
+    h.update(RfqStatus.NEW)
+    refreshed(h, ETH)
+    assert changes(h)[0]["changes"][0]["to"] == "CLOSED" and changes(h)[0]["added"] == ["ETH/USDT"]
+    h.best(h.quote("Q1", "90", 1))
+    assert h.actions.accepts == []
+
+
+def test_an_empty_answer_is_ignored_and_journaled(h):
+    h.update(RfqStatus.NEW)
+    refreshed(h)
+    assert [k for k, _ in h.seen if k.startswith("pairs.")] == ["pairs.ignored"]
+    h.best(h.quote("Q1", "90", 1))
+    assert h.actions.accepts == [("accept", "R1", "Q1")]
+
+
+def test_an_unchanged_answer_journals_nothing(h):
+    refreshed(h, BTC)
+    assert [k for k, _ in h.seen if k.startswith("pairs.")] == []
+
+
+class PairsVenue:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def get_pairs(self):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_the_scheduler_job_posts_the_answer_or_a_failure_note():
+    posted = []
+    jobs = SchedulerJobs(marketplace=PairsVenue([BTC]), post=posted.append, reconcile_targets=lambda: [])
+    jobs.refresh_pairs()
+    assert isinstance(posted[0], PairsRefreshed) and posted[0].pairs == (BTC,)
+    jobs = SchedulerJobs(marketplace=PairsVenue(RuntimeError("HTTP 502")), post=posted.append,
+                         reconcile_targets=lambda: [])
+    jobs.refresh_pairs()
+    assert isinstance(posted[1], Note) and posted[1].kind == "pairs_refresh_failed"
+    assert "HTTP 502" in posted[1].detail["error"]
+
+
+def test_the_interval_is_configurable_and_bounded():
+    assert load_config_text("{}", file="c.yaml").pairs_refresh.every_s == 300
+    assert load_config_text("pairs_refresh:\n  every_s: 60\n", file="c.yaml").pairs_refresh.every_s == 60
+    with pytest.raises(ConfigError, match="pairs_refresh.every_s"):
+        load_config_text("pairs_refresh:\n  every_s: 5\n", file="c.yaml")
