@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Any
 
-CLIENTS = ("rfqbot", "rfqbot-normal", "floor", "sample", "rfqbot-ingest", "minimal-ingest")
+CLIENTS = ("rfqbot", "rfqbot-normal", "floor", "sample", "rfqbot-ingest", "minimal-ingest",
+           "minimal-ingest-default")
 
 
 def _say(payload: dict[str, Any]) -> None:
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             ready()
             result = baselines.run_sample(venue, key, secret, stop)
         else:
-            result = baselines.run_minimal_ingest(venue, args.journal, args.frames, stop, ready)
+            result = baselines.run_minimal_ingest(venue, args.journal, args.frames, stop, ready,
+                                                  library_utf8_check=args.client == "minimal-ingest-default")
     sampler.halt.set()
     sampler.join()
     samples = sampler.samples + [(time.perf_counter_ns(), rss_kb())]

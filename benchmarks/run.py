@@ -25,7 +25,9 @@ from benchmarks.procs import ROOT, Child
 from benchmarks.stats import latency_summary_ms, memory_summary
 
 TICK_CLIENTS = ("floor", "rfqbot", "rfqbot-normal", "sample")  # rfqbot-normal: journal.synchronous=normal
-INGEST_CLIENTS = ("minimal-ingest", "rfqbot-ingest")
+# minimal-ingest is the floor; minimal-ingest-default is the same receiver with websocket-client's
+# pure-Python UTF-8 check left on (reported beside it, not the target's yardstick).
+INGEST_CLIENTS = ("minimal-ingest", "minimal-ingest-default", "rfqbot-ingest")
 
 
 class Bench:
@@ -165,6 +167,9 @@ def summarise(tick: dict[str, dict[str, Any]], ingest: dict[str, dict[str, Any]]
             "ingest_memory_under_80mb": bot["peak_mb"] < 80,
             "ingest_memory_flat": bool(bot.get("flat")),
         })
+    if {"rfqbot-ingest", "minimal-ingest-default"} <= ingest.keys():
+        out["ingest_rfqbot_over_minimal_default"] = _ratio(ingest["rfqbot-ingest"]["frames_per_s"],
+                                                           ingest["minimal-ingest-default"]["frames_per_s"])
     return out
 
 

@@ -72,9 +72,10 @@ def test_flood_frames_decode_as_public_rfqs_and_quotes() -> None:
 def test_summary_verdicts_follow_the_issue_targets() -> None:
     tick = {"floor": {"p50_ms": 1.0, "p99_ms": 2.0}, "rfqbot": {"p50_ms": 1.2, "p99_ms": 5.0},
             "sample": {"p50_ms": 6.0, "p99_ms": 9.0}}
-    ingest = {"minimal-ingest": {"frames_per_s": 1000}, "rfqbot-ingest": {"frames_per_s": 600, "peak_mb": 70,
-                                                                          "flat": True}}
+    ingest = {"minimal-ingest": {"frames_per_s": 1000}, "minimal-ingest-default": {"frames_per_s": 400},
+              "rfqbot-ingest": {"frames_per_s": 600, "peak_mb": 70, "flat": True}}
     out = summarise(tick, ingest)
+    assert (out["ingest_rfqbot_over_minimal"], out["ingest_rfqbot_over_minimal_default"]) == (0.6, 1.5)
     assert out["targets"] == {"p50_within_1.25x_floor": True, "p99_within_2x_floor": False,
                               "at_least_4x_faster_than_sample_p50": True, "ingest_at_least_50pct_of_minimal": True,
                               "ingest_memory_under_80mb": True, "ingest_memory_flat": True}
