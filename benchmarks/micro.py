@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from rfqbot.clock import SystemClock, VenueClock
-from rfqbot.engine import Engine
-from rfqbot.journal import Journal
+from rfqbot.engine.loop import Engine
+from rfqbot.journal.store import Journal
 from rfqbot.records import Pair
-from rfqbot.risk import RiskSettings
-from rfqbot.wire import decode_frame
+from rfqbot.engine.risk import RiskSettings
+from rfqbot.streams.wire import decode_frame
 from strategies import compile_chains
 
 from benchmarks.stats import latency_summary_ms

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rfqbot.credentials import Credentials
+from rfqbot.config.credentials import Credentials
 from rfqbot.errors import VenueError
-from rfqbot.marketplace import MarketPlace
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.marketplace import MarketPlace
+from rfqbot.venue.profiles import VenueProfile
 
 from benchmarks.stats import latency_summary_ms
 

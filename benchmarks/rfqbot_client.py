@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rfqbot import projections as kinds
-from rfqbot.config import Settings, load_config_text
-from rfqbot.credentials import Credentials
+from rfqbot.journal import projections as kinds
+from rfqbot.config.schema import Settings, load_config_text
+from rfqbot.config.credentials import Credentials
 from rfqbot.daemon import Daemon
 from rfqbot.demo import simulator_venue_yaml
 from rfqbot.logs import register_secret
@@ -94,8 +94,8 @@ file each, sorted by internal time): the whole daemon under the real flood, GIL 
 
 def _profile_threads(directory: str) -> None:
     """Wrap ``Engine.run`` and ``StreamConnection._run`` (this process only) in a per-thread cProfile."""
-    from rfqbot.engine import Engine
-    from rfqbot.streams import StreamConnection
+    from rfqbot.engine.loop import Engine
+    from rfqbot.streams.connection import StreamConnection
 
     def wrap(cls: type, name: str, label: Any) -> None:
         original = getattr(cls, name)

@@ -16,22 +16,22 @@ from typing import Any, Callable
 
 import structlog
 
-from rfqbot.actions import RestActions
+from rfqbot.engine.actions import RestActions
 from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock
-from rfqbot.config import Settings, load_config
-from rfqbot.credentials import Credentials
-from rfqbot.engine import Engine
-from rfqbot.engine_queue import EventQueue
+from rfqbot.config.schema import Settings, load_config
+from rfqbot.config.credentials import Credentials
+from rfqbot.engine.loop import Engine
+from rfqbot.engine.inbox import EventQueue
 from rfqbot.errors import Banned, ConfigError, RateLimited, TransportError, VenueError
 from rfqbot.events import Event, Note, ReloadRequested, ShutdownRequested, StreamStatus
-from rfqbot.journal import Journal
-from rfqbot.listenkey import ListenKeyKeeper
-from rfqbot.marketplace import MarketPlace
+from rfqbot.journal.store import Journal
+from rfqbot.streams.listenkey import ListenKeyKeeper
+from rfqbot.venue.marketplace import MarketPlace
 from rfqbot.records import Pair
 from rfqbot.scheduler import Scheduler, build_scheduler_from_settings
-from rfqbot.stream_setup import build_private_stream, build_public_stream
-from rfqbot.streams import StreamConnection
+from rfqbot.streams.setup import build_private_stream, build_public_stream
+from rfqbot.streams.connection import StreamConnection
 
 log = structlog.get_logger(__name__)
 

@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-from rfqbot.config import Settings, load_config_text
-from rfqbot.credentials import Credentials
-from rfqbot.journal import open_readonly
+from rfqbot.config.schema import Settings, load_config_text
+from rfqbot.config.credentials import Credentials
+from rfqbot.journal.store import open_readonly
 from rfqbot.logs import register_secret
 
 # Limits sit around the simulator's reference prices (BTC ~106000, ETH ~3800 USDT, USDC ~1.0001

@@ -24,11 +24,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
-from rfqbot.deciding import Decision, decide_quotes
-from rfqbot.market import MarketBook
+from rfqbot.engine.deciding import Decision, decide_quotes
+from rfqbot.engine.market import MarketBook
 from rfqbot.records import ACCEPT_TOOK_STATUSES, QuoteMode, Quote, RfqStatus, Side
 from rfqbot.replay_journal import Row, dec, integer, pairs_in, quote_of, quotes_of, read_rows
-from rfqbot.risk import RiskLedger, RiskSettings
+from rfqbot.engine.risk import RiskLedger, RiskSettings
 from strategies import ChainSet, RfqView
 from strategies.reference import PUBLIC_QUOTES, bps_worse, reference_price
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from rfqbot.errors import RfqbotError
-from rfqbot.journal import open_readonly
+from rfqbot.journal.store import open_readonly
 from rfqbot.records import Pair, Quote, QuoteMode
 
 # Kinds replay reads; everything else in the journal is irrelevant to a decision.

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from rfqbot.pacing import lift_process_ban
+from rfqbot.venue.pacing import lift_process_ban
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from rfqbot.actions import RestActions
+from rfqbot.engine.actions import RestActions
 from rfqbot.clock import FakeClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import AcceptResult, CreateRfqCommand, RfqCreateFailed, RfqReconciled
-from rfqbot.marketplace import AcceptAck, accept_ack_from_json
+from rfqbot.venue.marketplace import AcceptAck, accept_ack_from_json
 from rfqbot.normalise import NormaliseError
 from rfqbot.records import QuoteMode, Rfq, RfqStatus
 

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from rfqbot.alerts import Alert, Alerter, AlertWatch, WebhookSender, build_alerter
+from rfqbot.ops.alerts import Alert, Alerter, AlertWatch, WebhookSender, build_alerter
 from rfqbot.backoff import Backoff
 from rfqbot.clock import FakeClock
-from rfqbot.config import load_config_text
+from rfqbot.config.schema import load_config_text
 
 
 class Receiver:

@@ -19,7 +19,7 @@ from rfqbot.audit.stats import improvement_bps, percentile
 from rfqbot.audit.timeparse import parse_time
 from rfqbot.audit.verify import parse_head, verify_connection
 from rfqbot.clock import FakeClock
-from rfqbot.journal import Journal, JournalError
+from rfqbot.journal.store import Journal, JournalError
 
 T0 = 1_760_000_000_000
 

@@ -17,7 +17,7 @@ from benchmarks.report import markdown_table, write_results
 from benchmarks.run import Bench, parse_args, summarise
 from benchmarks.simhost import flood_frames, latency_rows
 from benchmarks.stats import latency_summary_ms, memory_summary, percentile
-from rfqbot.wire import decode_frame
+from rfqbot.streams.wire import decode_frame
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -84,7 +84,7 @@ def test_summary_verdicts_follow_the_issue_targets() -> None:
 def test_micro_benchmark_runs_the_real_engine(tmp_path) -> None:
     result = run_micro(iterations=20, profile_path=tmp_path / "profile.txt")
     assert result["decision_path"]["n"] == 20 and result["journal_append_commit"]["n"] == 20
-    assert "engine.py" in (tmp_path / "profile.txt").read_text()
+    assert "engine/loop.py" in (tmp_path / "profile.txt").read_text()
 
 
 def test_tiny_end_to_end_floor_run_writes_results(tmp_path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rfqbot.config import (Credentials, load_config, load_config_text, load_credentials, parse_duration,
+from rfqbot.config.schema import (Credentials, load_config, load_config_text, load_credentials, parse_duration,
                            redacted_dict, resolve_config_path)
 from rfqbot.errors import ConfigError
 from tests.readme import readme_section

@@ -12,8 +12,8 @@ import structlog
 
 from rfqbot.cli import main
 from rfqbot.clock import SystemClock
-from rfqbot.doctor import Check, Doctor, run_doctor
-from rfqbot.journal import Journal
+from rfqbot.ops.doctor import Check, Doctor, run_doctor
+from rfqbot.journal.store import Journal
 from rfqbot.sim import Simulator
 from tests.test_service import sim_config_text, tls_sim, write_config
 

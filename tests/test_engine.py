@@ -11,16 +11,16 @@ from types import SimpleNamespace
 import pytest
 
 from rfqbot.clock import FakeClock, VenueClock
-from rfqbot.engine import Engine
-from rfqbot.engine_state import next_status
+from rfqbot.engine.loop import Engine
+from rfqbot.engine.state import next_status
 from rfqbot.events import (
     AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, ListenKeyStatus, Note, PublicQuote, PublicRfq,
     RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate, ShutdownRequested, SpotTick,
     StreamStatus, Tick, VenueCall,
 )
-from rfqbot.journal import Journal, open_readonly
+from rfqbot.journal.store import Journal, open_readonly
 from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
-from rfqbot.risk import RiskSettings
+from rfqbot.engine.risk import RiskSettings
 from strategies import Strategy, Verdict, compile_chains
 from strategies.chain import Chain, ChainSet
 

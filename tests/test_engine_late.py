@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rfqbot.clock import FakeClock
-from rfqbot.engine import HISTORY_WINDOW_MS
-from rfqbot.risk import DAY_MS, RiskSettings
+from rfqbot.engine.loop import HISTORY_WINDOW_MS
+from rfqbot.engine.risk import DAY_MS, RiskSettings
 from rfqbot.records import RfqStatus
 from rfqbot.events import CreateRfqCommand
 from rfqbot.records import QuoteMode

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from rfqbot.engine_queue import EventQueue
+from rfqbot.engine.inbox import EventQueue
 from rfqbot.events import BestQuotes, Heartbeat, PublicQuote, PublicRfq, SpotTick
 from tests.test_engine import Harness, committed_accepts
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from rfqbot.events import CreateRfqCommand, PublicQuote, SpotTick, Tick
 from rfqbot.records import Quote, QuoteMode
-from rfqbot.risk import RiskSettings
+from rfqbot.engine.risk import RiskSettings
 from strategies import compile_chains
 from tests.test_engine import Harness
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from rfqbot.clock import FakeClock
-from rfqbot.journal import Journal, JournalError, canonical_json, open_readonly
+from rfqbot.journal.store import Journal, JournalError, canonical_json, open_readonly
 from rfqbot.records import RfqStatus
 
 

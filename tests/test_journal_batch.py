@@ -14,7 +14,7 @@ import pytest
 
 from rfqbot.audit.chain import NotPlain, canonical_json, plain_json
 from rfqbot.clock import FakeClock
-from rfqbot.journal import Journal
+from rfqbot.journal.store import Journal
 from rfqbot.records import Quote, QuoteMode, RfqStatus, Side
 
 
@@ -155,7 +155,7 @@ def test_deferred_public_projections_leave_what_a_rebuild_and_row_by_row_leave(t
 def test_a_failing_deferred_statement_loses_only_its_own_rows_view(tmp_path, monkeypatch):
     # The spot row whose pair is an object cannot be bound: the batch's executemany fails, is
     # undone and re-applied row by row, so the rows around it keep their views.
-    import rfqbot.journal_apply as journal_module
+    import rfqbot.journal.apply as journal_module
 
     failed: list[int] = []
     monkeypatch.setattr(journal_module, "_projection_failed", lambda row, exc: failed.append(row.seq))
@@ -232,8 +232,8 @@ def test_long_runs_go_in_as_multi_row_inserts_and_still_equal_row_by_row(tmp_pat
 
 
 def test_multi_row_sql_only_for_one_row_inserts():
-    from rfqbot.journal import _INSERT_EVENT
-    from rfqbot.journal_apply import _multi_row_sql
+    from rfqbot.journal.store import _INSERT_EVENT
+    from rfqbot.journal.apply import _multi_row_sql
 
     assert _multi_row_sql(_INSERT_EVENT, 2).endswith("VALUES (?,?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?,?)")
     assert _multi_row_sql("UPDATE decisions SET result_outcome = ? WHERE seq = ?", 2) is None

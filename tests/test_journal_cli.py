@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from rfqbot.config import load_config_text
-from rfqbot.credentials import Credentials
+from rfqbot.config.schema import load_config_text
+from rfqbot.config.credentials import Credentials
 from rfqbot.daemon import Daemon
-from rfqbot.journal import Journal, row_hash
+from rfqbot.journal.store import Journal, row_hash
 from rfqbot.clock import FakeClock, SystemClock
 from rfqbot.sim import SimConfig, Simulator
 from tests.readme import readme_section

@@ -17,7 +17,7 @@ import pytest
 from rfqbot.audit.reader import connect
 from rfqbot.audit.verify import verify_connection
 from rfqbot.clock import FakeClock
-from rfqbot.journal import Journal, open_readonly
+from rfqbot.journal.store import Journal, open_readonly
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ import sys
 import structlog
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 from rfqbot.clock import SystemClock
-from rfqbot.journal import Journal
+from rfqbot.journal.store import Journal
 j = Journal(sys.argv[1], SystemClock())
 n = 0
 while True:

@@ -17,9 +17,9 @@ import threading
 
 import pytest
 
-from rfqbot.alerts import Alerter, AlertWatch
+from rfqbot.ops.alerts import Alerter, AlertWatch
 from rfqbot.events import BestQuotes, CreateRfqCommand, PublicQuote
-from rfqbot.journal import Journal, JournalError
+from rfqbot.journal.store import Journal, JournalError
 from rfqbot.records import QuoteMode
 from tests.test_engine import D, Harness
 

@@ -18,7 +18,7 @@ import pytest
 
 from rfqbot.audit.writer_lock import writer_active
 from rfqbot.clock import FakeClock
-from rfqbot.journal import Journal, JournalError, JournalLocked
+from rfqbot.journal.store import Journal, JournalError, JournalLocked
 from tests.fixtures.journal_writer import append_one
 from tests.cli_runner import run_cli
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import rfqbot.journal as journal_mod
+import rfqbot.journal.store as journal_mod
 from rfqbot.audit.reader import connect
 from rfqbot.audit.verify import verify_connection
 from rfqbot.clock import FakeClock
-from rfqbot.journal import SCHEMA_VERSION, Journal
+from rfqbot.journal.store import SCHEMA_VERSION, Journal
 
 FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.sql"
 VIEWS = {"rfq_timeline", "fills", "lp_performance", "daily_summary"}

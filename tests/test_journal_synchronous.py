@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rfqbot.clock import FakeClock
-from rfqbot.config import JournalSettings
+from rfqbot.config.schema import JournalSettings
 from rfqbot.errors import ConfigError
-from rfqbot.journal import Journal, JournalError
+from rfqbot.journal.store import Journal, JournalError
 
 
 @pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
@@ -30,7 +30,7 @@ def test_full_is_the_default_and_other_words_are_refused(tmp_path):
 
 
 def test_the_config_file_key_reaches_the_settings():
-    from rfqbot.config import load_config_text
+    from rfqbot.config.schema import load_config_text
 
     text = 'journal:\n  path: "/tmp/x.db"\n  synchronous: normal\n'
     assert load_config_text(text, file="<test>").journal.synchronous == "normal"

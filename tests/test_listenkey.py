@@ -11,8 +11,8 @@ import pytest
 from rfqbot.backoff import Backoff
 from rfqbot.errors import Banned, OutcomeUnknown, TransportError, VenueError
 from rfqbot.events import ListenKeyStatus
-from rfqbot.listenkey import ListenKeyKeeper, key_hint
-from rfqbot.streams import SessionEnd, StreamConnection
+from rfqbot.streams.listenkey import ListenKeyKeeper, key_hint
+from rfqbot.streams.connection import SessionEnd, StreamConnection
 from tests.test_streams import FakeWsServer, Sink, fake_decode, wait_until
 
 KEYS = ["KEYONEaaaaaaaaaaaaaaaaaaaaaaaa01", "KEYTWObbbbbbbbbbbbbbbbbbbbbbbb02",

@@ -123,7 +123,8 @@ def test_bools_and_numbers_are_never_masked() -> None:
 
 
 def test_logs_and_config_checks_share_one_definition() -> None:
-    from rfqbot import config_checks, logs
+    from rfqbot.config import checks as config_checks
+    from rfqbot import logs
     from rfqbot.secret_names import is_secret_key
 
     assert logs.is_secret_key is is_secret_key and config_checks.is_secret_key is is_secret_key

@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 
 from rfqbot.clock import FakeClock
-from rfqbot.config import Credentials
+from rfqbot.config.schema import Credentials
 from rfqbot.errors import OutcomeUnknown, TransportError
-from rfqbot.marketplace import DAY_MS, AcceptAck, MarketPlace, accept_ack_from_json, new_client_order_id
+from rfqbot.venue.marketplace import DAY_MS, AcceptAck, MarketPlace, accept_ack_from_json, new_client_order_id
 from rfqbot.records import QuoteMode, RfqStatus
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.profiles import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
 
 
@@ -144,10 +144,10 @@ def test_server_time_without_serverTime_is_a_transport_error(mp: MarketPlace, ve
 
 
 def test_marketplace_does_not_load_the_config_schema() -> None:
-    """Credentials come from rfqbot.credentials: a MarketPlace needs no pydantic config tree."""
+    """Credentials come from rfqbot.config.credentials: a MarketPlace needs no pydantic config tree."""
     import subprocess
     import sys
 
-    code = "import sys, rfqbot.marketplace; print('rfqbot.config' in sys.modules)"
+    code = "import sys, rfqbot.venue.marketplace; print('rfqbot.config.schema' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from rfqbot.metrics import Metrics, MetricsServer
+from rfqbot.ops.metrics import Metrics, MetricsServer
 
 
 def feed(metrics: Metrics) -> None:
@@ -111,8 +111,8 @@ def test_server_on_loopback() -> None:
 
 
 def test_port_in_use_is_not_fatal_for_operations() -> None:
-    from rfqbot.config import load_config_text
-    from rfqbot.service import Operations
+    from rfqbot.config.schema import load_config_text
+    from rfqbot.ops.service import Operations
 
     m = Metrics()
     first = MetricsServer(m, 0)
@@ -127,7 +127,7 @@ def test_port_in_use_is_not_fatal_for_operations() -> None:
 
 @pytest.mark.parametrize("port", [0, 70000])
 def test_config_rejects_bad_ports(port: int) -> None:
-    from rfqbot.config import load_config_text
+    from rfqbot.config.schema import load_config_text
     from rfqbot.errors import ConfigError
 
     with pytest.raises(ConfigError, match="metrics.port"):

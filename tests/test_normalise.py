@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from rfqbot.engine_passive import _submitted_at
+from rfqbot.engine.passive import _submitted_at
 from rfqbot.normalise import NormaliseError, to_decimal, to_ms, to_text
 from rfqbot.records import Quote, QuoteMode
 

@@ -10,9 +10,9 @@ import pytest
 import structlog
 
 from rfqbot.errors import OutcomeUnknown, RateLimited, VenueError
-from rfqbot.marketplace import MarketPlace
+from rfqbot.venue.marketplace import MarketPlace
 from rfqbot.records import RfqStatus
-from rfqbot.rest import RestClient
+from rfqbot.venue.rest import RestClient
 from tests.fakevenue import FakeVenue, venue  # noqa: F401
 from tests.test_rest_lean import ACCEPT, accept, make_client
 

@@ -6,7 +6,7 @@ import pytest
 
 from rfqbot.clock import FakeClock, SystemClock
 from rfqbot.errors import Banned
-from rfqbot.pacing import WINDOW_SLACK_S, RateGate, SlidingWindow, ban_for, gate_for
+from rfqbot.venue.pacing import WINDOW_SLACK_S, RateGate, SlidingWindow, ban_for, gate_for
 
 
 def test_the_window_slack_covers_latency_jitter_not_just_rounding() -> None:
@@ -43,7 +43,7 @@ def test_every_real_clock_shares_one_ban_and_fake_clocks_are_separate_processes(
         RateGate(SystemClock()).ban()
         assert real.banned
     finally:   # tests/conftest.py lifts it too; be explicit here
-        from rfqbot.pacing import lift_process_ban
+        from rfqbot.venue.pacing import lift_process_ban
 
         lift_process_ban()
     assert not real.banned

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from rfqbot.config import load_config_text
-from rfqbot.config_checks import ConfigError
+from rfqbot.config.schema import load_config_text
+from rfqbot.config.checks import ConfigError
 from rfqbot.events import Note, PairsRefreshed
 from rfqbot.records import RfqStatus
 from rfqbot.scheduler import SchedulerJobs

@@ -194,7 +194,7 @@ def test_after_a_restart_a_quote_rejected_for_429_may_be_accepted_but_a_refused_
 
 
 def test_restore_decided_quotes_sorts_rows_into_refused_and_declined():
-    from rfqbot.engine_state import OwnRfq, restore_decided_quotes
+    from rfqbot.engine.state import OwnRfq, restore_decided_quotes
     rfqs = {"R1": OwnRfq("R1")}
     restore_decided_quotes(rfqs, [
         {"rfq_id": "R1", "quote_id": "D1", "action": "decline", "result_outcome": "declined", "venue_code": None},

@@ -17,16 +17,16 @@ import structlog
 
 from rfqbot.cli import main
 from rfqbot.clock import FakeClock, VenueClock
-from rfqbot.config import load_config_text
-from rfqbot.credentials import Credentials
+from rfqbot.config.schema import load_config_text
+from rfqbot.config.credentials import Credentials
 from rfqbot.demo import simulator_venue_yaml
-from rfqbot.engine import Engine
+from rfqbot.engine.loop import Engine
 from rfqbot.events import BestQuotes, Note, SpotTick, Tick
-from rfqbot.journal import Journal
+from rfqbot.journal.store import Journal
 from rfqbot.records import Pair, Quote, QuoteMode
 from rfqbot.replay import replay_journal
 from rfqbot.replay_journal import ReplayError
-from rfqbot.risk import RiskSettings
+from rfqbot.engine.risk import RiskSettings
 from strategies import compile_chains
 from tests.cli_runner import run_cli
 
@@ -115,7 +115,7 @@ def sim_journal(tmp_path_factory):
 
 
 def _count(journal: Path, sql: str) -> int:
-    from rfqbot.journal import open_readonly
+    from rfqbot.journal.store import open_readonly
 
     conn = open_readonly(journal)
     try:
@@ -142,7 +142,7 @@ def test_replay_with_the_same_config_reproduces_the_decisions(sim_journal, capsy
     code, out = run_replay(capsys, "replay", "--journal", str(journal), "--config", str(same_config(tmp)), "--json")
     assert code == 0
     report = json.loads(out)
-    from rfqbot.journal import open_readonly
+    from rfqbot.journal.store import open_readonly
 
     conn = open_readonly(journal)
     once = {row[0] for row in conn.execute("SELECT rfq_id FROM decisions WHERE action = 'accept' GROUP BY rfq_id "

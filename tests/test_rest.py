@@ -16,9 +16,9 @@ from rfqbot.clock import FakeClock
 from rfqbot.errors import Banned, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
 from rfqbot.logs import configure_logging, forget_secrets, register_secret
-from rfqbot.pacing import WINDOW_SLACK_S
-from rfqbot.rest import RestClient, venue_code
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.pacing import WINDOW_SLACK_S
+from rfqbot.venue.rest import RestClient, venue_code
+from rfqbot.venue.profiles import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
 
 ACCEPT = "/api/v1/market-place/accept-quote"
@@ -304,7 +304,7 @@ def test_haqqex_profile_signs_with_its_own_headers(venue: FakeVenue) -> None:
     client = RestClient(profile, "hq-key", "hq-secret", clock=FakeClock(SERVER_TIME_MS))
     client.request("POST", "/api/v1/market-place/create-rfq", [("buyCcy", "BTC")], kind="order")
     (seen,) = venue.calls()
-    from rfqbot.signing import sign_haqqex
+    from rfqbot.venue.signing import sign_haqqex
 
     assert seen.headers["x-api-key"] == "hq-key"
     assert seen.headers["x-api-timestamp"] == str(SERVER_TIME_MS)

@@ -11,8 +11,8 @@ import structlog
 
 from rfqbot.clock import FakeClock
 from rfqbot.errors import NotSent, OutcomeUnknown, RateLimited, VenueError
-from rfqbot.rest import RestClient, _body_text
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.rest import RestClient, _body_text
+from rfqbot.venue.profiles import VenueProfile
 from tests.fakevenue import API_KEY, API_SECRET, SERVER_TIME_MS, FakeVenue, venue  # noqa: F401
 
 ACCEPT = "/api/v1/market-place/accept-quote"

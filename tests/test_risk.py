@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from types import SimpleNamespace
 
-from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_accept, check_create
+from rfqbot.engine.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_accept, check_create
 
 D = Decimal
 NOW = 1_760_000_000_000
@@ -82,7 +82,7 @@ def test_kill_switch_refuses_creations_too():
 
 
 def test_config_risk_section_maps_onto_engine_settings():
-    from rfqbot.config import load_config_text
+    from rfqbot.config.schema import load_config_text
 
     settings = load_config_text("""
 risk:

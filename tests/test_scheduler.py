@@ -12,7 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rfqbot.clock import FakeClock
-from rfqbot.config import ScheduledRfq, Settings
+from rfqbot.config.schema import ScheduledRfq, Settings
 from rfqbot.errors import Banned, RateLimited, TransportError
 from rfqbot.events import ActiveQuotes, CreateRfqCommand, Note, RfqReconciled
 from rfqbot.records import Quote, QuoteMode, Rfq, RfqStatus

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rfqbot.sdnotify import SdNotifier, socket_address, watchdog_interval_s
+from rfqbot.ops.sdnotify import SdNotifier, socket_address, watchdog_interval_s
 
 
 def receiver(path: str | bytes) -> socket.socket:

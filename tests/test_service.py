@@ -16,12 +16,12 @@ from typing import Any, Iterator
 import pytest
 import structlog
 
-from rfqbot.alerts import Alerter, AlertWatch
+from rfqbot.ops.alerts import Alerter, AlertWatch
 from rfqbot.clock import FakeClock
-from rfqbot.config import Settings, load_config
-from rfqbot.credentials import Credentials
-from rfqbot.sdnotify import SdNotifier
-from rfqbot.service import Operations, ServiceMonitor, is_ready, status_line
+from rfqbot.config.schema import Settings, load_config
+from rfqbot.config.credentials import Credentials
+from rfqbot.ops.sdnotify import SdNotifier
+from rfqbot.ops.service import Operations, ServiceMonitor, is_ready, status_line
 from rfqbot.sim import SimConfig, Simulator
 
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from rfqbot.signing import (HaqqexSigner, HashKeySigner, encode_params, get_signer, sign_haqqex, sign_hashkey)
+from rfqbot.venue.signing import (HaqqexSigner, HashKeySigner, encode_params, get_signer, sign_haqqex, sign_hashkey)
 
 SECRET = "lH3ELTNiFxCQTmi9pPcWWikhsjO04Yoqw3euoHUuOLC3GYBW64ZqzQsiOEHXQS76"
 

@@ -14,12 +14,12 @@ import structlog
 
 from rfqbot.cli import main
 from rfqbot.clock import FakeClock, SystemClock
-from rfqbot.config import load_config, load_config_text
-from rfqbot.credentials import Credentials
+from rfqbot.config.schema import load_config, load_config_text
+from rfqbot.config.credentials import Credentials
 from rfqbot.events import CreateRfqCommand
-from rfqbot.journal import Journal, open_readonly
+from rfqbot.journal.store import Journal, open_readonly
 from rfqbot.records import QuoteMode
-from rfqbot.status import build_report, format_report, journal_counts, status_file_path, write_status_file
+from rfqbot.ops.status import build_report, format_report, journal_counts, status_file_path, write_status_file
 from tests.test_service import HEALTHY, tls_sim, wait_for, write_config
 
 
@@ -128,7 +128,7 @@ def test_cli_status_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFi
 def test_status_of_a_running_daemon_against_the_simulator(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from rfqbot.daemon import Daemon
-    from rfqbot.service import Operations
+    from rfqbot.ops.service import Operations
 
     monkeypatch.delenv("RFQBOT_CONFIG", raising=False)
     sim = tls_sim(tmp_path / "sim", time_scale=10)

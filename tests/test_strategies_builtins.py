@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from rfqbot.config import load_config_text
+from rfqbot.config.schema import load_config_text
 from rfqbot.errors import ConfigError
 from rfqbot.records import Quote, QuoteMode, Side
 from strategies import DecisionContext, MarketContext, ReferencePrice, RfqView, compile_chains

@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from rfqbot.backoff import Backoff
 from rfqbot.events import Heartbeat, Note, RejectedFrame, StreamStatus
-from rfqbot.streams import SessionEnd, StreamConnection, key_hint, public_subscriptions
+from rfqbot.streams.connection import SessionEnd, StreamConnection, key_hint, public_subscriptions
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
@@ -153,7 +153,7 @@ class FakeWsServer:
 # --- client side helpers ---------------------------------------------------------------------
 
 def fake_decode(stream: str, text: str | bytes, received_ms: int) -> list[Any]:
-    """Stands in for rfqbot.wire.decode_frame: heartbeats as Heartbeat, the rest as Note."""
+    """Stands in for rfqbot.streams.wire.decode_frame: heartbeats as Heartbeat, the rest as Note."""
     if isinstance(text, bytes):
         return [RejectedFrame(received_ms, stream, "binary frame", repr(text[:40]))]
     try:
@@ -477,8 +477,8 @@ def test_default_decoder_is_wire_decode_frame(server, streams):
 
 
 def test_builders_follow_config():
-    from rfqbot.config import Settings
-    from rfqbot.stream_setup import build_private_stream, build_public_stream
+    from rfqbot.config.schema import Settings
+    from rfqbot.streams.setup import build_private_stream, build_public_stream
 
     settings = Settings.model_validate({"streams": {"spot_symbols": ["BTCUSDT"], "ping_interval_s": 7,
                                                     "public_stale_after_s": 21, "private_stale_after_s": 61,
@@ -521,9 +521,9 @@ def test_tls_verifies_against_the_given_ca_file(tmp_path, streams):
 
 
 def test_spot_topics_follow_the_strategies_and_are_checked():
-    from rfqbot.config import load_config_text
+    from rfqbot.config.schema import load_config_text
     from rfqbot.errors import ConfigError
-    from rfqbot.stream_setup import build_public_stream
+    from rfqbot.streams.setup import build_public_stream
 
     def cfg(symbols, *steps):
         body = "".join(f"    - use: reference_band\n      max_bps: 5\n      source: {s}\n" for s in steps)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rfqbot.deciding import decide_quotes
-from rfqbot.risk import RiskLedger, RiskSettings
+from rfqbot.engine.deciding import decide_quotes
+from rfqbot.engine.risk import RiskLedger, RiskSettings
 from strategies import DecisionContext, MarketContext, Strategy, Verdict
 from strategies.chain import Chain
 from tests.test_strategies import NOW, chain, q, rfq

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from rfqbot.events import BestQuotes, Heartbeat, PublicQuote, PublicRfq, RejectedFrame, RfqUpdate, SpotTick
 from rfqbot.records import QuoteMode, RfqStatus
-from rfqbot.wire import MAX_FRAME_CHARS, RAW_KEEP_CHARS, decode_frame
+from rfqbot.streams.wire import MAX_FRAME_CHARS, RAW_KEEP_CHARS, decode_frame
 
 FRAMES = Path(__file__).resolve().parent / "fixtures" / "frames"
 NOW = 1_760_000_000_000

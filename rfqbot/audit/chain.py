@@ -1,6 +1,6 @@
 """The journal's hash chain: canonical JSON, row hashes, prune checkpoints, and the chain walk.
 
-Kept apart from ``rfqbot.journal`` (which re-exports these names) so the writer stays small and
+Kept apart from ``rfqbot.journal.store`` (which re-exports these names) so the writer stays small and
 the rules an auditor must re-implement to check a journal independently are in one short file:
 
 - ``hash = sha256(prev_hash | canonical_json([seq, local_ms, venue_ms, source, kind, rfq_id,
@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Mapping
 
-from rfqbot.projections import KIND_CHECKPOINT
+from rfqbot.journal.projections import KIND_CHECKPOINT
 
 GENESIS_HASH = "0" * 64
 

@@ -27,8 +27,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from rfqbot.audit.views import FINAL_STATUSES
-from rfqbot.journal import Journal, JournalError, canonical_json, checkpoint_seal, replay_events
-from rfqbot.projections import KIND_CHECKPOINT
+from rfqbot.journal.store import Journal, JournalError, canonical_json, checkpoint_seal, replay_events
+from rfqbot.journal.projections import KIND_CHECKPOINT
 
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import structlog
 
 from rfqbot.clock import SystemClock
-from rfqbot.journal import SCHEMA_VERSION, Journal, JournalError, JournalLocked, open_readonly
+from rfqbot.journal.store import SCHEMA_VERSION, Journal, JournalError, JournalLocked, open_readonly
 
 log = structlog.get_logger(__name__)
 

@@ -56,7 +56,7 @@ def describe(conn: sqlite3.Connection, schema: str = "main") -> dict[tuple[str, 
 
 @functools.lru_cache(maxsize=1)
 def _reference() -> tuple[dict[tuple[str, str], Signature], dict[str, str]]:
-    from rfqbot.journal import SCHEMA_VERSION, _MIGRATIONS  # import here: journal imports audit modules
+    from rfqbot.journal.store import SCHEMA_VERSION, _MIGRATIONS  # import here: journal imports audit modules
 
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rfqbot.audit import schema_check
-from rfqbot.journal import SCHEMA_VERSION, apply_projection, verify_rows
-from rfqbot.projections import DERIVED_TABLES, KIND_CHECKPOINT, EventRow
+from rfqbot.journal.store import SCHEMA_VERSION, apply_projection, verify_rows
+from rfqbot.journal.projections import DERIVED_TABLES, KIND_CHECKPOINT, EventRow
 
 UPGRADE_HINT = "start the daemon once (or run `rfqbot journal upgrade` with the daemon stopped), then verify again"
 

@@ -6,10 +6,10 @@ import argparse
 from contextlib import contextmanager
 from typing import Iterator
 
-from rfqbot.config import Settings, load_config, load_credentials
+from rfqbot.config.schema import Settings, load_config, load_credentials
 from rfqbot.errors import EX_CONFIG
 from rfqbot.logs import configure_logging
-from rfqbot.marketplace import MarketPlace
+from rfqbot.venue.marketplace import MarketPlace
 
 EXIT_OK = 0
 EXIT_VENUE = 1

@@ -10,7 +10,7 @@ import yaml
 
 from rfqbot.cli.common import EXIT_OK, common_options, load_settings
 from rfqbot.cli.output import print_json
-from rfqbot.config import load_credentials, redacted_dict
+from rfqbot.config.schema import load_credentials, redacted_dict
 from rfqbot.errors import ConfigError
 
 

@@ -23,7 +23,7 @@ from rfqbot.audit.verify import parse_head, verify_connection
 from rfqbot.cli.common import EXIT_OK, EXIT_VENUE, common_options
 from rfqbot.cli.output import cell, emit, ms_to_text, print_json, print_table
 from rfqbot.clock import SystemClock
-from rfqbot.config import load_config
+from rfqbot.config.schema import load_config
 from rfqbot.errors import ConfigError
 from rfqbot.logs import configure_logging
 

@@ -9,9 +9,9 @@ from typing import Any
 from rfqbot.cli.common import EXIT_OK, common_options, marketplace
 from rfqbot.cli.output import emit, ms_to_text
 from rfqbot.clock import DAY_MS
-from rfqbot.config import parse_duration
+from rfqbot.config.schema import parse_duration
 from rfqbot.errors import OutcomeUnknown
-from rfqbot.marketplace import new_client_order_id
+from rfqbot.venue.marketplace import new_client_order_id
 from rfqbot.records import QuoteMode, RfqStatus
 
 HISTORY_MAX_DAYS = 90         # the venue's rfqs history keeps createTime filters within 90 days

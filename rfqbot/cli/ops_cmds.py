@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from rfqbot.doctor import run_doctor
+    from rfqbot.ops.doctor import run_doctor
     from rfqbot.logs import configure_logging
 
     # Doctor reports failures itself; log lines would only repeat them (use -v to see venue calls).
@@ -48,7 +48,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rfqbot.clock import SystemClock
-    from rfqbot.status import build_report, format_report
+    from rfqbot.ops.status import build_report, format_report
 
     settings = load_settings(args)
     report = build_report(settings, SystemClock().now_ms())

@@ -12,7 +12,7 @@ from typing import Any
 
 from rfqbot.cli.common import EXIT_OK, common_options, load_settings
 from rfqbot.cli.output import cell, ms_to_text, print_json, print_table
-from rfqbot.config import parse_duration
+from rfqbot.config.schema import parse_duration
 
 
 def _duration(text: str) -> int:

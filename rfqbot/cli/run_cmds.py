@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rfqbot.cli.common import EXIT_OK, common_options
-from rfqbot.config import load_config, load_credentials
+from rfqbot.config.schema import load_config, load_credentials
 from rfqbot.logs import configure_logging
 
 DEFAULT_DEMO_JOURNAL = "rfqbot-demo-journal.db"
@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_config(getattr(args, "config", None))
     configure_logging(settings.logging.level, settings.logging.format)
     credentials = load_credentials(settings)
-    from rfqbot.service import Operations  # systemd notify/watchdog, status file, alerts, metrics
+    from rfqbot.ops.service import Operations  # systemd notify/watchdog, status file, alerts, metrics
 
     ops = Operations(settings)
     daemon = Daemon(settings, credentials, observers=ops.observers)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rfqbot.records import RfqStatus
 from rfqbot.sim import Simulator
-from rfqbot.wire import MAX_FRAME_CHARS
+from rfqbot.streams.wire import MAX_FRAME_CHARS
 from tests.faults.support import ReportRow, WsProxy, chain_rows, duplicate_accepts, rows_lost
 from tests.integration.helpers import wait_for
 

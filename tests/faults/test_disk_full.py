@@ -24,12 +24,12 @@ from typing import Any, Callable
 
 import pytest
 
-from rfqbot.alerts import Alerter
+from rfqbot.ops.alerts import Alerter
 from rfqbot.clock import SystemClock
-from rfqbot.credentials import Credentials
+from rfqbot.config.credentials import Credentials
 from rfqbot.daemon import Daemon
-from rfqbot.journal import Journal
-from rfqbot.service import Operations, status_line
+from rfqbot.journal.store import Journal
+from rfqbot.ops.service import Operations, status_line
 from rfqbot.sim import Simulator
 from tests.faults.support import ReportRow, chain_rows, duplicate_accepts, rows_lost
 from tests.integration.helpers import JournalView, accepts_at_sim, quote_three, wait_for

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rfqbot.clock import SystemClock
-from rfqbot.journal import Journal
+from rfqbot.journal.store import Journal
 from rfqbot.sim import Simulator
 from tests.faults.support import (
     ReportRow, chain_rows, duplicate_accepts, own_rfqs, rows_lost,

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import pytest
 
-from rfqbot import rest
-from rfqbot.alerts import Alerter, AlertWatch
-from rfqbot.credentials import Credentials
+from rfqbot.venue import rest
+from rfqbot.ops.alerts import Alerter, AlertWatch
+from rfqbot.config.credentials import Credentials
 from rfqbot.daemon import Daemon
 from rfqbot.events import CreateRfqCommand
 from rfqbot.records import QuoteMode

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from rfqbot.config import Settings, load_config_text
-from rfqbot.credentials import Credentials
+from rfqbot.config.schema import Settings, load_config_text
+from rfqbot.config.credentials import Credentials
 from rfqbot.daemon import Daemon
 from rfqbot.sim import SimConfig, Simulator
 from tests.integration.helpers import JournalView, daemon_yaml

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 import yaml
 
 from rfqbot.events import CreateRfqCommand
-from rfqbot.journal import open_readonly
+from rfqbot.journal.store import open_readonly
 from rfqbot.records import QuoteMode
 from rfqbot.sim import Simulator
 

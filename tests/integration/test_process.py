@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from rfqbot.clock import SystemClock
-from rfqbot.journal import Journal
+from rfqbot.journal.store import Journal
 from rfqbot.sim import Simulator
 from tests.integration.helpers import JournalView, accepts_at_sim, daemon_yaml, quote_three, wait_for
 from tests.sim.helpers import VenueClient

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from rfqbot.config import Settings
+from rfqbot.config.schema import Settings
 from rfqbot.daemon import Daemon
 from rfqbot.sim import Simulator
 from tests.integration.conftest import RunningDaemon

@@ -127,7 +127,7 @@ def test_a_yaml_port_beats_the_cli_default_and_a_flag_beats_both(tmp_path: Path)
 
 
 def test_the_printed_venue_line_is_what_rfqbot_needs(tmp_path: Path) -> None:
-    from rfqbot.config import load_config_text   # the client side, only to check the hand-off
+    from rfqbot.config.schema import load_config_text   # the client side, only to check the hand-off
 
     ca = tmp_path / "rfqbot-sim-ca.pem"
     ca.write_text("x", encoding="utf-8")

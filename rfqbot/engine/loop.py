@@ -22,24 +22,24 @@ from typing import Any, Callable, Iterable
 
 import structlog
 
-from rfqbot import projections as kinds
+from rfqbot.journal import projections as kinds
 from rfqbot.clock import VenueClock
-from rfqbot.engine_decide import DecisionHandlers
-from rfqbot.engine_passive import PassiveHandlers
-from rfqbot.engine_state import (
+from rfqbot.engine.decide import DecisionHandlers
+from rfqbot.engine.passive import PassiveHandlers
+from rfqbot.engine.state import (
     ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
     decided_quotes_sql, restore_decided_quotes, restore_rfqs,
 )
-from rfqbot.market import MarketBook
+from rfqbot.engine.market import MarketBook
 from rfqbot.events import (
     AcceptResult, ActiveQuotes, BestQuotes, CreateRfqCommand, Event, Heartbeat, ListenKeyStatus, Note,
     PairsRefreshed, PublicQuote, PublicRfq, RejectedFrame, ReloadRequested, RfqCreateFailed, RfqReconciled, RfqUpdate,
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
-from rfqbot.engine_queue import PUBLIC_EVENT_TYPES, EventQueue
-from rfqbot.journal import Journal, JournalError
+from rfqbot.engine.inbox import PUBLIC_EVENT_TYPES, EventQueue
+from rfqbot.journal.store import Journal, JournalError
 from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Rfq, RfqStatus
-from rfqbot.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
+from rfqbot.engine.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
 from strategies import ChainSet, compile_chains
 
 log = structlog.get_logger(__name__)

@@ -22,11 +22,11 @@ from typing import Any, Callable, Mapping
 import structlog
 
 from rfqbot.clock import Clock, SystemClock
-from rfqbot.config import Settings, load_config, resolve_config_path
-from rfqbot.credentials import Credentials, load_credentials
+from rfqbot.config.schema import Settings, load_config, resolve_config_path
+from rfqbot.config.credentials import Credentials, load_credentials
 from rfqbot.errors import Banned, ConfigError, RateLimited, RfqbotError, VenueError
 from rfqbot.events import Event, StreamStatus
-from rfqbot.journal import SCHEMA_VERSION, open_readonly, verify_rows
+from rfqbot.journal.store import SCHEMA_VERSION, open_readonly, verify_rows
 
 log = structlog.get_logger(__name__)
 
@@ -188,7 +188,7 @@ class Doctor:
         assert self.settings is not None
         if self._marketplace_factory is not None:
             return self._marketplace_factory(self.settings, self.credentials)
-        from rfqbot.marketplace import MarketPlace
+        from rfqbot.venue.marketplace import MarketPlace
 
         return MarketPlace(self.settings.profile(), self.credentials, clock=self.clock)
 
@@ -248,7 +248,7 @@ class Doctor:
         return True
 
     def check_listen_key_and_private_stream(self, market: Any) -> None:
-        from rfqbot.streams import key_hint
+        from rfqbot.streams.connection import key_hint
 
         try:
             key = market.create_listen_key()
@@ -275,7 +275,7 @@ class Doctor:
 
     def check_stream(self, name: str, url: str) -> None:
         """Connect, subscribe, and see the stream stay up (public: answer a ping) within the timeout."""
-        from rfqbot.streams import StreamConnection, public_subscriptions
+        from rfqbot.streams.connection import StreamConnection, public_subscriptions
 
         assert self.settings is not None
         statuses: list[StreamStatus] = []

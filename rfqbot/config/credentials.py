@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 from rfqbot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rfqbot.config import Settings
+    from rfqbot.config.schema import Settings
 
 
 @dataclass(frozen=True)

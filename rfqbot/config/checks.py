@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from rfqbot.config_yaml import format_path
+from rfqbot.config.yaml_reader import format_path
 from rfqbot.errors import ConfigError
 from rfqbot.secret_names import is_secret_key
 

@@ -26,11 +26,11 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from rfqbot.alerts import Alerter, AlertWatch, build_alerter
+from rfqbot.ops.alerts import Alerter, AlertWatch, build_alerter
 from rfqbot.clock import Clock, SystemClock
-from rfqbot.metrics import Metrics, MetricsServer
-from rfqbot.sdnotify import SdNotifier, watchdog_interval_s
-from rfqbot.status import remove_status_file, status_file_path, write_status_file
+from rfqbot.ops.metrics import Metrics, MetricsServer
+from rfqbot.ops.sdnotify import SdNotifier, watchdog_interval_s
+from rfqbot.ops.status import remove_status_file, status_file_path, write_status_file
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from rfqbot.events import AcceptResult, CreateRfqCommand, Event, RfqCreateFailed
 from rfqbot.records import ACCEPT_TOOK_STATUSES, RfqStatus
 
 if TYPE_CHECKING:
-    from rfqbot.marketplace import AcceptAck
+    from rfqbot.venue.marketplace import AcceptAck
 
 log = structlog.get_logger(__name__)
 

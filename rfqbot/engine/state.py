@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from rfqbot.records import ACCEPT_TOOK_STATUSES, FINAL_STATUS_WORDS, Pair, Quote, QuoteMode, RfqStatus, Side
-from rfqbot.market import MarketBook  # noqa: F401 - moved to rfqbot.market; old import path kept
+from rfqbot.engine.market import MarketBook  # noqa: F401 - moved to rfqbot.engine.market; old import path kept
 
 _RANK = {
     RfqStatus.NEW: 0,

@@ -1,7 +1,7 @@
 """The engine's decision path: quotes in, a journaled decision out, then (maybe) one send.
 
 Split from ``engine.py`` so the accept-at-most-once path reads in one place. The decision
-itself is ``rfqbot.deciding.decide_quotes`` (pure, shared with replay); this mixin applies it:
+itself is ``rfqbot.engine.deciding.decide_quotes`` (pure, shared with replay); this mixin applies it:
 RFQ state, journal first, then the send - queued, and flushed only after the commit.
 """
 
@@ -11,13 +11,13 @@ from typing import Any
 
 import structlog
 
-from rfqbot import projections as kinds
+from rfqbot.journal import projections as kinds
 from rfqbot.clock import Clock, VenueClock
-from rfqbot.deciding import decide_quotes
-from rfqbot.engine_state import ACCEPT_OUTSTANDING, BLOCKING_ACCEPT_STATES, OwnRfq
-from rfqbot.market import MarketBook
+from rfqbot.engine.deciding import decide_quotes
+from rfqbot.engine.state import ACCEPT_OUTSTANDING, BLOCKING_ACCEPT_STATES, OwnRfq
+from rfqbot.engine.market import MarketBook
 from rfqbot.records import Quote
-from rfqbot.risk import KillSwitch, RiskLedger, RiskSettings
+from rfqbot.engine.risk import KillSwitch, RiskLedger, RiskSettings
 from strategies import ChainSet, RfqView
 
 log = structlog.get_logger(__name__)

@@ -16,12 +16,12 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from rfqbot import spot_sources
-from rfqbot.config_yaml import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
-from rfqbot.config_checks import check_inline_secrets, pydantic_errors_to_config_error
-from rfqbot.credentials import Credentials, load_credentials  # noqa: F401 (part of this API)
+from rfqbot.config import spot_sources
+from rfqbot.config.yaml_reader import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
+from rfqbot.config.checks import check_inline_secrets, pydantic_errors_to_config_error
+from rfqbot.config.credentials import Credentials, load_credentials  # noqa: F401 (part of this API)
 from rfqbot.errors import ConfigError
-from rfqbot.venues import PROFILES, VenueProfile
+from rfqbot.venue.profiles import PROFILES, VenueProfile
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 ProfileName = Literal["hashkey-sg", "hashkey-sg-sandbox", "hashkey-global", "hashkey-global-sandbox", "simulator"]

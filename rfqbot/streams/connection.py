@@ -26,7 +26,7 @@ import websocket
 from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.events import Event, Heartbeat, RejectedFrame, StreamName, StreamStatus
-from rfqbot.stream_records import Decode, SessionEnd, key_hint, public_subscriptions  # noqa: F401 (re-export)
+from rfqbot.streams.records import Decode, SessionEnd, key_hint, public_subscriptions  # noqa: F401 (re-export)
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class StreamConnection:
                  poll_interval_s: float | None = None, max_frame_bytes: int = MAX_FRAME_BYTES,
                  backoff: Backoff | None = None) -> None:
         if decode is None:
-            from rfqbot.wire import decode_frame  # lazy: wire.py belongs to the engine side
+            from rfqbot.streams.wire import decode_frame  # lazy: wire.py belongs to the engine side
             decode = decode_frame
         if stale_after_s <= 0:
             raise ValueError("stale_after_s must be > 0 (streams.*.stale_after_s)")

@@ -1,7 +1,7 @@
 """How rows reach the derived tables and ``events``: one event's projection, and a batch's rows in bulk.
 
-Split from ``rfqbot.journal`` (the writer: schema, transactions, the chain head) so both stay
-short. ``rfqbot.journal`` re-exports ``apply_projection``.
+Split from ``rfqbot.journal.store`` (the writer: schema, transactions, the chain head) so both stay
+short. ``rfqbot.journal.store`` re-exports ``apply_projection``.
 
 - **One event** (``apply_projection``): its statements run together; one that fails (a bug, an
   odd payload) loses that view of the event, never the event, and never stops a replay. Live
@@ -23,9 +23,9 @@ from typing import Any
 
 import structlog
 
-from rfqbot.projections import EventRow, Op, project
+from rfqbot.journal.projections import EventRow, Op, project
 
-log = structlog.get_logger("rfqbot.journal")
+log = structlog.get_logger("rfqbot.journal.store")
 
 
 def apply_projection(conn: sqlite3.Connection, row: EventRow) -> bool:

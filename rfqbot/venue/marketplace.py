@@ -16,14 +16,14 @@ from urllib.parse import quote
 import structlog
 
 from rfqbot.clock import DAY_MS, Clock, VenueClock
-from rfqbot.credentials import Credentials
+from rfqbot.config.credentials import Credentials
 from rfqbot.decode import pair_from_json, quote_from_json, rfq_from_json, server_time_from_json
 from rfqbot.errors import Banned, NotSent, TransportError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_ms, to_status, to_text
 from rfqbot.records import Pair, Quote, QuoteMode, Rfq, RfqStatus
-from rfqbot.rest import RestClient
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.rest import RestClient
+from rfqbot.venue.profiles import VenueProfile
 
 log = structlog.get_logger(__name__)
 

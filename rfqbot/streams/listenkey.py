@@ -23,7 +23,7 @@ from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock
 from rfqbot.errors import Banned, RateLimited
 from rfqbot.events import Event, ListenKeyStatus
-from rfqbot.streams import SessionEnd, key_hint
+from rfqbot.streams.connection import SessionEnd, key_hint
 
 log = structlog.get_logger(__name__)
 

@@ -26,10 +26,10 @@ from rfqbot.clock import Clock, SystemClock, VenueClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
 from rfqbot.normalise import NormaliseError, to_int
-from rfqbot.order_line import OrderLine, SendFailed, SentRequest
-from rfqbot.pacing import CallKind, RateGate, gate_for, key_fingerprint
-from rfqbot.signing import SignedRequest, get_signer
-from rfqbot.venues import VenueProfile
+from rfqbot.venue.order_line import OrderLine, SendFailed, SentRequest
+from rfqbot.venue.pacing import CallKind, RateGate, gate_for, key_fingerprint
+from rfqbot.venue.signing import SignedRequest, get_signer
+from rfqbot.venue.profiles import VenueProfile
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +117,7 @@ class RestClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         # Order calls (accept above all) go straight to requests' pool for this venue: see
-        # rfqbot/order_line.py and _send_lean.
+        # rfqbot/venue/order_line.py and _send_lean.
         self._pool_probe = requests.Request("POST", self._base + "/").prepare()
         self._orders = OrderLine(self._order_pool, self._base,
                                  {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),

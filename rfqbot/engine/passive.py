@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 
-from rfqbot import projections as kinds
+from rfqbot.journal import projections as kinds
 from rfqbot.clock import VenueClock
-from rfqbot.engine_state import OwnRfq
-from rfqbot.market import MarketBook
+from rfqbot.engine.state import OwnRfq
+from rfqbot.engine.market import MarketBook
 from rfqbot.events import (
     Heartbeat, ListenKeyStatus, Note, PublicQuote, PublicRfq, RejectedFrame, SpotTick, StreamStatus, VenueCall,
 )

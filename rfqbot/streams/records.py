@@ -1,7 +1,7 @@
 """Small pieces shared by a stream connection, the listen-key keeper and the stream wiring.
 
 Split from ``streams.py`` (one connection's life) so that file stays readable; ``streams``
-re-exports every name here, so ``from rfqbot.streams import SessionEnd`` keeps working.
+re-exports every name here, so ``from rfqbot.streams.connection import SessionEnd`` keeps working.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Callable, Literal
 
 from rfqbot.records import Quote
-from rfqbot.risk import RiskLedger, RiskSettings, check_accept
+from rfqbot.engine.risk import RiskLedger, RiskSettings, check_accept
 from strategies import DecisionContext, MarketContext, RfqView
 from strategies.base import trade_amounts
 from strategies.chain import Chain

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rfqbot.clock import DAY_MS
-from rfqbot.journal import open_readonly
+from rfqbot.journal.store import open_readonly
 from rfqbot.records import FINAL_STATUS_WORDS
 STATUS_FILE_VERSION = 1
 

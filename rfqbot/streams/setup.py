@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 from rfqbot.clock import Clock
 from rfqbot.events import Event
-from rfqbot.spot_sources import spot_topics
-from rfqbot.streams import Decode, SessionEnd, StreamConnection, public_subscriptions
+from rfqbot.config.spot_sources import spot_topics
+from rfqbot.streams.connection import Decode, SessionEnd, StreamConnection, public_subscriptions
 
 
 def build_public_stream(settings: Any, *, post: Callable[[Event], None], decode: Decode | None = None,

@@ -51,8 +51,8 @@ from rfqbot.audit.chain import (
 )
 from rfqbot.audit.views import create_views
 from rfqbot.audit.writer_lock import WriterLock
-from rfqbot.journal_apply import apply_deferred, apply_projection, insert_rows, project_or_log
-from rfqbot.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, Op
+from rfqbot.journal.apply import apply_deferred, apply_projection, insert_rows, project_or_log
+from rfqbot.journal.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, EventRow, Op
 
 log = structlog.get_logger(__name__)
 
