@@ -23,16 +23,30 @@ class NormaliseError(ValueError):
     """A field's value cannot be normalised; the message names the field and the value."""
 
 
+# Largest timestamp accepted: 9999-12-31T23:59:59.999Z. Beyond it a value is garbage, and one
+# past SQLite's 64-bit INTEGER would fail the journal's insert (a frame must be rejected here,
+# at the edge, not break the batch it lands in).
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _plausible_ms(ms: int, field: str, value: Any) -> int:
+    if ms > MAX_TIMESTAMP_MS:
+        raise NormaliseError(f"{field}: timestamp {value!r} is after the year 9999")
+    return ms
+
+
 def to_ms(value: Any, field: str = "timestamp") -> int | None:
     """Return a timestamp in integer milliseconds, deciding seconds vs ms by magnitude.
 
-    ``None`` and ``""`` mean "not given" and return ``None``. Booleans, negative numbers and
-    non-numeric strings are errors: a wrong timestamp must never be guessed into a plausible one.
+    ``None`` and ``""`` mean "not given" and return ``None``. Booleans, negative numbers,
+    non-numeric strings and times after the year 9999 are errors: a wrong timestamp must never
+    be guessed into a plausible one.
     """
     if type(value) is int:  # the usual JSON number: no text round trip (same checks, same result)
         if value < 0:
             raise NormaliseError(f"{field}: expected a non-negative timestamp, got {value!r}")
-        return value * 1000 if value < _SECONDS_MS_BOUNDARY else value
+        return _plausible_ms(value * 1000 if value < _SECONDS_MS_BOUNDARY else value, field, value)
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -45,6 +59,8 @@ def to_ms(value: Any, field: str = "timestamp") -> int | None:
         raise NormaliseError(f"{field}: expected a non-negative timestamp, got {value!r}")
     if number < _SECONDS_MS_BOUNDARY:
         number = number * 1000
+    if number > MAX_TIMESTAMP_MS:
+        raise NormaliseError(f"{field}: timestamp {value!r} is after the year 9999")
     return int(number)
 
 
@@ -96,6 +112,8 @@ def to_int(value: Any, field: str = "value") -> int | None:
         raise NormaliseError(f"{field}: expected an integer, got {value!r}") from None
     if not number.is_finite() or number != number.to_integral_value():
         raise NormaliseError(f"{field}: expected an integer, got {value!r}")
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise NormaliseError(f"{field}: integer {value!r} is out of the 64-bit range")
     return int(number)
 
 

@@ -237,3 +237,22 @@ def test_multi_row_sql_only_for_one_row_inserts():
 
     assert _multi_row_sql(_INSERT_EVENT, 2).endswith("VALUES (?,?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?,?)")
     assert _multi_row_sql("UPDATE decisions SET result_outcome = ? WHERE seq = ?", 2) is None
+
+
+def test_a_buffered_row_that_cannot_be_stored_fails_the_whole_batch_never_leaves_a_hole(tmp_path):
+    """A public row SQLite refuses with a non-SQLite error (an int past 64 bits) used to be
+    dropped at the flush while the chain head had moved past it: the batch committed a chain
+    with a hole. Now the batch fails whole (JournalError: the engine stops deciding, says why)."""
+    from rfqbot.journal.store import JournalError
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    try:
+        journal.append("first", source="test", payload={})
+        with pytest.raises(JournalError, match="buffered rows could not be written"):
+            with journal.batch():
+                journal.append("frame.spot", source="public", payload={"price": Decimal("2")}, venue_ms=10 ** 20)
+                journal.append("frame.best_quotes", source="private", payload={"quotes": []}, rfq_id="R1")
+        assert [r["kind"] for r in journal.query("SELECT kind FROM events")] == ["first"]
+        journal.append("after", source="test", payload={})
+        assert journal.last_seq == 2 and journal.verify_chain() is None
+    finally:
+        journal.close()

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from rfqbot.engine.passive import _submitted_at
-from rfqbot.normalise import NormaliseError, to_decimal, to_ms, to_text
+from rfqbot.normalise import NormaliseError, to_decimal, to_int, to_ms, to_text
 from rfqbot.records import Quote, QuoteMode
 
 
@@ -52,3 +52,15 @@ def test_a_public_quote_aged_from_arrival_equals_dataclasses_replace():
                   buy_amount=None, sell_amount=Decimal("5000"), lp_name=None, mode=QuoteMode.UNKNOWN, rank=None,
                   submitted_ms=None, expires_ms=5, status_raw=None, manual=False, mode_raw=None)
     assert _submitted_at(quote, 42) == replace(quote, submitted_ms=42)
+
+
+def test_timestamps_after_the_year_9999_and_integers_past_64_bits_are_errors() -> None:
+    from rfqbot.normalise import MAX_TIMESTAMP_MS
+    assert to_ms(MAX_TIMESTAMP_MS) == MAX_TIMESTAMP_MS
+    for bad in (MAX_TIMESTAMP_MS + 1, 10 ** 20, "1e20", str(10 ** 30)):
+        with pytest.raises(NormaliseError, match="after the year 9999"):
+            to_ms(bad, "expireTime")
+    assert to_int(2 ** 63 - 1) == 2 ** 63 - 1 and to_int(-(2 ** 63)) == -(2 ** 63)
+    for bad in (2 ** 63, -(2 ** 63) - 1, "1e30"):
+        with pytest.raises(NormaliseError, match="64-bit range"):
+            to_int(bad, "rank")

@@ -211,3 +211,16 @@ def test_arbitrary_json_under_known_topics_never_raises(topic, data):
     stream = "private" if topic in ("bestQuote", "rfqUpdates") else "public"
     events = decode_frame(stream, json.dumps({"topic": topic, "data": data, "symbol": "X"}), NOW)
     assert events
+
+
+@pytest.mark.parametrize("field, value", [("expireTime", 10 ** 20), ("expireTime", "1e20"),
+                                          ("expireTime", 253_402_300_800_000)])
+def test_a_public_quote_with_an_impossible_time_is_rejected_at_the_edge(field, value) -> None:
+    """A value past SQLite's 64-bit INTEGER used to reach the journal and fail the whole batch
+    (and with it every decision until a restart): it must become a RejectedFrame here."""
+    import json as _json
+    frame = _json.loads((FRAMES / "ws-public-quotesCreated.json").read_text())
+    frame["data"][field] = value
+    events = decode_frame("public", _json.dumps(frame), 1_717_394_000_000)
+    assert [type(e).__name__ for e in events] == ["RejectedFrame"]
+    assert "after the year 9999" in events[0].reason

@@ -56,6 +56,15 @@ HISTORY_MARGIN_MS = 3_600_000
 Observer = Callable[[str, dict[str, Any]], None]
 
 
+def _journal_fix(exc: BaseException, path: str) -> str:
+    """What the operator should do about a failed journal write, by what failed."""
+    restart = "then restart rfqbot (it rebuilds its state from the journal and reconciles)"
+    if isinstance(exc, sqlite3.Error):
+        return f"free space on / fix permissions of {path}'s filesystem, {restart}"
+    return (f"a journal write failed on input it could not store (a bug: please report it with the "
+            f"log line above); {restart}")
+
+
 class Engine(DecisionHandlers, PassiveHandlers):
     """The event loop's state machine. Construct, then ``handle(event)`` or ``run(queue, stop)``."""
 
@@ -201,8 +210,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
             rfq.wait_until_ms = None
         if first:
             log.critical("engine.journal_failed", error=error, lost_events=lost_events, deciding=False,
-                         fix=f"free space on / fix permissions of {self.journal.path}'s filesystem, then "
-                             "restart rfqbot (it rebuilds its state from the journal and reconciles)")
+                         fix=_journal_fix(exc, str(self.journal.path)))
             try:  # a transient failure may let this one through: then the journal says why too
                 self.journal.append("engine.journal_failed", source="engine",
                                     payload={"error": error, "lost_events": lost_events})

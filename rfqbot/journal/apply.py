@@ -40,7 +40,7 @@ def project_or_log(row: EventRow) -> list[Op] | None:
     """``project(row)``, or None (logged) when the projection itself fails on this row."""
     try:
         return project(row)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         _projection_failed(row, exc)
         return None
 
@@ -53,7 +53,7 @@ def _apply_ops(conn: sqlite3.Connection, row: EventRow, ops: list[Op]) -> bool:
         try:
             for sql, params in ops:
                 conn.execute(sql, params)
-        except (sqlite3.Error, TypeError, ValueError) as exc:
+        except (sqlite3.Error, TypeError, ValueError, OverflowError) as exc:
             if not conn.in_transaction:
                 raise  # disk full / I/O error rolled the whole transaction back: not a projection bug
             _projection_failed(row, exc)
@@ -63,7 +63,7 @@ def _apply_ops(conn: sqlite3.Connection, row: EventRow, ops: list[Op]) -> bool:
     try:
         for sql, params in ops:
             conn.execute(sql, params)
-    except (sqlite3.Error, TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (sqlite3.Error, TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         conn.execute("ROLLBACK TO projection")
         conn.execute("RELEASE projection")
         _projection_failed(row, exc)
@@ -136,7 +136,7 @@ def apply_deferred(conn: sqlite3.Connection, deferred: list[tuple[EventRow, list
     try:
         for sql, many in runs:
             insert_rows(conn, sql, many)
-    except (sqlite3.Error, TypeError, ValueError) as exc:
+    except (sqlite3.Error, TypeError, ValueError, OverflowError) as exc:
         if not conn.in_transaction:
             raise  # disk full / I/O error rolled the whole transaction back: not a projection bug
         conn.execute("ROLLBACK TO deferred_projections")

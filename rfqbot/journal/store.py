@@ -312,9 +312,18 @@ class Journal:
             if not self._conn.in_transaction:
                 raise JournalError(f"journal {self.path}: the batch's transaction was rolled back after a "
                                    "write error; nothing of this batch is committed")
-            if rows:
-                insert_rows(self._conn, _INSERT_EVENT, rows)
-            apply_deferred(self._conn, deferred)
+            try:
+                if rows:
+                    insert_rows(self._conn, _INSERT_EVENT, rows)
+                apply_deferred(self._conn, deferred)
+            except sqlite3.Error:
+                raise
+            except Exception as exc:
+                # These rows are already part of the chain head: going on without them would
+                # commit a chain with a hole. The whole batch fails instead (the engine stops
+                # deciding and says why); input that could cause this is rejected at the edge.
+                raise JournalError(f"journal {self.path}: buffered rows could not be written "
+                                   f"({type(exc).__name__}: {exc}); nothing of this batch is committed") from exc
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, treating another connection's write lock as transient.
