@@ -240,3 +240,16 @@ def test_after_drain_nothing_is_sent_now():
 def test_a_429_result_carries_the_pause():
     ev = run(RateLimited(7.5, "/accept-quote"))
     assert (ev.outcome, ev.venue_code, ev.retry_after_ms) == ("rejected", "429", 7500)
+
+
+def test_every_worker_thread_is_started_up_front():
+    """A thread started lazily inside submit() (after the work item is queued) could fail and make
+    a sent accept look "not sent"; all of them start in the constructor instead."""
+    before = {t for t in threading.enumerate() if t.name.startswith("rfqbot-rest")}
+    actions = RestActions(FakeMarket(ACK), lambda ev: None, workers=3, clock=FakeClock())
+    started = {t for t in threading.enumerate() if t.name.startswith("rfqbot-rest")} - before
+    assert len(started) == 3 and all(t.is_alive() for t in started)
+    actions.accept("R1", "Q1").result(5)
+    after = {t for t in threading.enumerate() if t.name.startswith("rfqbot-rest")} - before
+    assert after == started          # submit() never had to start one
+    assert actions.drain(5)

@@ -39,6 +39,7 @@ class RestActions:
         self._post = post
         self._clock = clock or SystemClock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rfqbot-rest")
+        self._start_every_worker(workers)
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -47,6 +48,20 @@ class RestActions:
         # warm connection or pacing room (see Marketplace.begin_accept).
         self.sent_now = 0
         self.sent_by_worker = 0
+
+    def _start_every_worker(self, workers: int) -> None:
+        """Start all worker threads now, not on demand.
+
+        ``ThreadPoolExecutor`` starts a thread inside ``submit`` AFTER queueing the work item, so
+        a failed thread start there raises for work that will still run on another worker: an
+        accept the engine would record as "not sent" (and maybe follow with a second accept) while
+        it is in fact sent. With every thread started here, ``submit`` can only fail before
+        queueing (the pool shut down), and a failure to start threads stops the daemon at start.
+        """
+        ready = threading.Barrier(workers + 1, timeout=30)
+        for _ in range(workers):
+            self._pool.submit(ready.wait)
+        ready.wait()
 
     # --- submitting ---------------------------------------------------------------------
 
