@@ -67,3 +67,24 @@ def test_a_paused_accept_waits_for_the_whole_pause_the_venue_asked_for(tmp_path)
         assert '"retry_after_ms":30000' in results[0]["payload"]
     finally:
         h.journal.close()
+
+
+def test_new_quote_pushes_inside_the_pause_wait_for_it_too(tmp_path):
+    """Found by review: each bestQuote push inside a 60 s pause decided again (one more refused
+    accept journaled per push). Pushes now only update the quotes; the tick after the pause decides."""
+    h = Harness(tmp_path)
+    try:
+        h.best(h.quote("Q1", "90", 1, left_ms=120_000))
+        h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="429",
+                                     message="rate limited", retry_after_ms=60_000))
+        for _ in range(5):
+            h.clock.advance(1)
+            h.best(h.quote("Q1", "90", 1, left_ms=120_000), h.quote("Q2", "91", 2, left_ms=120_000))
+            h.best(h.quote("Q3", "89", 1, left_ms=120_000, rfq="R2"), rfq="R2")   # another RFQ too
+        assert h.actions.accepts == [("accept", "R1", "Q1")]
+        h.clock.advance(56)
+        h.engine.handle(Tick(h.now))
+        assert sorted(h.actions.accepts[1:]) == [("accept", "R1", "Q1"), ("accept", "R2", "Q3")]
+        assert len(h.rows("SELECT seq FROM decisions")) == 3
+    finally:
+        h.journal.close()

@@ -180,6 +180,7 @@ def test_after_a_restart_a_quote_rejected_for_429_may_be_accepted_but_a_refused_
     h.update(S.NEW)
     h.best(h.quote("Q1", "90", 1, left_ms=60_000))
     h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="429", message="paused"))
+    h.clock.advance(1.1)                       # past the pause (1 s without a Retry-After)
     h.best(h.quote("Q2", "91", 2, left_ms=60_000))
     h.engine.handle(AcceptResult(h.now, "R1", "Q2", "accept", "rejected", venue_code="-3003",
                                  message="quote expired"))

@@ -35,6 +35,7 @@ class DecisionHandlers:
     local_clock: Clock
     min_time_left_ms: int
     deciding: bool
+    requests_paused_until_ms: int
     pairs: dict[str, Any]
     _sends: list[tuple[str, tuple[Any, ...]]]
     _decision_logs: list[dict[str, Any]]
@@ -57,6 +58,12 @@ class DecisionHandlers:
         skip = self._skip_reason(rfq)
         if skip is not None:
             self._record("decision.skipped", "engine", {"trigger": trigger, "reason": skip}, rfq_id=rfq_id)
+            return
+        if self.requests_paused_until_ms > self.venue_clock.now_ms():
+            # The venue paused every request (429): a decision now could only be refused at once
+            # and journaled as one more rejected accept. The quotes are kept; the tick after the
+            # pause decides on the latest set.
+            rfq.wait_until_ms = self.requests_paused_until_ms
             return
         self._decide(rfq, received_ms, trigger)
 

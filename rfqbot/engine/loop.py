@@ -85,6 +85,9 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self.rfqs: dict[str, OwnRfq] = {}
         self.pending_creates: dict[str, CreateRfqCommand] = {}
         self.deciding = True
+        # Venue time until which the venue paused every request (an accept answered 429):
+        # new quotes wait for it instead of being decided on and refused at once.
+        self.requests_paused_until_ms = 0
         # Set (with the error) when a journal write failed: the engine then stops deciding for
         # good, since what it holds in memory is no longer what the journal says. Read by
         # Daemon.health() -> the journal_failed alert and the status line.
@@ -359,6 +362,9 @@ class Engine(DecisionHandlers, PassiveHandlers):
     # --- results and reconciliation --------------------------------------------------------
 
     def _on_accept_result(self, ev: AcceptResult) -> None:
+        if ev.venue_code == "429":  # every request is paused, for every RFQ (at least a second)
+            wait_ms = max(RATE_LIMIT_RETRY_MS, ev.retry_after_ms or 0)
+            self.requests_paused_until_ms = max(self.requests_paused_until_ms, self.venue_clock.now_ms() + wait_ms)
         rfq = self._rfq(ev.rfq_id)
         mine = ev.action == "accept" and rfq.accept_state == ACCEPT_OUTSTANDING and rfq.inflight_quote_id == ev.quote_id
         decision_seq = rfq.decision_seq if mine else None
@@ -403,8 +409,7 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 # Requests are paused: deciding now would only burn through the quotes. Decide
                 # again (same quotes) once a tick finds the pause over - not before: each try
                 # inside it is refused at once and journals one more decision and result.
-                wait_ms = max(RATE_LIMIT_RETRY_MS, ev.retry_after_ms or 0)
-                rfq.wait_until_ms = self.venue_clock.now_ms() + wait_ms
+                rfq.wait_until_ms = self.requests_paused_until_ms
             elif ev.venue_code != "418":  # banned: nothing will be sent again
                 self._decide(rfq, ev.received_ms, "accept-rejected")  # next best quote, if any is acceptable
 
