@@ -161,12 +161,44 @@ def test_marketplace_begin_accept_gives_the_ack(venue: FakeVenue) -> None:
 
 
 def test_a_header_value_with_cr_or_lf_is_refused_before_anything_is_written(venue: FakeVenue) -> None:
-    client = make_client(venue.url)
+    """Not sent (a definite outcome), the warm connection back in the pool, no pacing slot used."""
+    from rfqbot.errors import NotSent
+    from rfqbot.venue.profiles import VenueProfile
+    from tests.fakevenue import API_SECRET, SERVER_TIME_MS
+    from rfqbot.clock import FakeClock
+    profile = VenueProfile("test", venue.url, "ws://127.0.0.1:1", "X-HK-APIKEY")
+    client = RestClient(profile, "key\r\nX-Evil: 1", API_SECRET, clock=FakeClock(SERVER_TIME_MS), query_retries=0)
     warm(client, venue)
-    conn = client._orders.take_warm()
-    with pytest.raises(ValueError, match="CR or LF"):
-        client._orders.send(conn, "POST", ACCEPT, b"a=1", {"X-HK-APIKEY": "key\r\nX-Evil: 1"})
-    client._orders.give_back(conn)
+    with pytest.raises(NotSent, match="could not be built"):
+        client.begin_order("POST", ACCEPT, PARAMS)
     assert venue.calls(ACCEPT) == []
-    assert accept(client)["status"] == "accepted"   # the connection is still usable
+    assert len(client.gate._windows["order"]._sent) == 0
+    assert client._orders.take_warm() is not None        # the connection went back, still warm
     client.close()
+
+
+def test_a_base_url_with_a_path_prefixes_order_calls_like_queries(venue: FakeVenue) -> None:
+    """Found by review: queries went to base + path, orders to the bare path."""
+    client = make_client(venue.url + "/gw")
+    venue.script("GET", "/gw/api/v1/ping", 200, {})
+    client.request("GET", "/api/v1/ping", signed=False)
+    venue.script("POST", "/gw" + ACCEPT, 200, raw=ACK)
+    inflight = client.begin_order("POST", ACCEPT, PARAMS)
+    assert inflight is not None and inflight.finish()["status"] == "accepted"
+    venue.script("POST", "/gw" + ACCEPT, 200, raw=ACK)
+    client.close()
+    client = make_client(venue.url + "/gw")
+    assert accept(client)["status"] == "accepted"          # the worker way (a new connection)
+    assert len(venue.calls("/gw" + ACCEPT)) == 2 and venue.calls(ACCEPT) == []
+    host = {k.lower(): v for k, v in venue.calls("/gw" + ACCEPT)[0].headers.items()}["host"]
+    assert host == venue.url.split("//", 1)[1]
+    client.close()
+
+
+@pytest.mark.parametrize("url, why", [("https://user:pw@api.example.com", "user or password"),
+                                      ("https://api.example.com/?x=1", "query string")])
+def test_rest_url_with_credentials_or_a_query_is_a_config_error(url: str, why: str) -> None:
+    from rfqbot.config.schema import load_config_text
+    from rfqbot.errors import ConfigError
+    with pytest.raises(ConfigError, match=why):
+        load_config_text(f"venue:\n  profile: hashkey-sg\n  rest_url: \"{url}\"\n", file="c.yaml")

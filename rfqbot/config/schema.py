@@ -40,6 +40,11 @@ def _check_url(value: str | None, schemes: tuple[str, str]) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(f"must be a URL starting with {schemes[0]}:// or {schemes[1]}://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user or password (credentials come from the environment "
+                         "or systemd credentials, never from the config file)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment: give the base URL only")
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme == schemes[0] and not loopback:
         raise ValueError(f"plain {schemes[0]}:// is allowed only to 127.0.0.1/localhost; "

@@ -63,7 +63,13 @@ class OrderLine:
         self._pool: Any = None
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
-        fixed = {"Host": urlsplit(base_url).netloc, **headers, "Accept-Encoding": "identity"}
+        parts = urlsplit(base_url)
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        # A base URL with a path (a gateway prefix) prefixes every request, as requests does.
+        self._prefix = parts.path.rstrip("/")
+        fixed = {"Host": host, **headers, "Accept-Encoding": "identity"}
         self._fixed_head = _header_lines(fixed)
 
     def pool(self) -> Any:
@@ -102,25 +108,30 @@ class OrderLine:
         """Return an unused connection (taken, then not sent on)."""
         self.pool()._put_conn(conn)
 
-    def send(self, conn: Any, method: str, target: str, body: bytes | None, headers: Mapping[str, str]) -> "SentRequest":
-        """Write the request on ``conn`` in one piece; a failed write is kept in the result and
-        raised by ``read`` (some of the request may have left). Raises only for a request that
-        cannot be written at all (a CR/LF in a header value or the target): nothing was sent."""
+    def encode(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]) -> bytes:
+        """The request's bytes. Raises ``ValueError``/``UnicodeEncodeError`` for a request that
+        cannot be written (a CR/LF or a non-Latin-1 character in a header or the target)."""
         body = body or b""
+        target = self._prefix + target
+        if "\n" in target or "\r" in target:
+            raise ValueError("a request target may not contain CR or LF")
         head = f"{method} {target} HTTP/1.1\r\n{self._fixed_head}{_header_lines(headers)}"
         if body or method in ("POST", "PUT"):
             head += f"Content-Length: {len(body)}\r\n"
-        if "\n" in target or "\r" in target:
-            raise ValueError("a request target may not contain CR or LF")
+        return head.encode("latin-1") + b"\r\n" + body
+
+    def send(self, conn: Any, method: str, data: bytes) -> "SentRequest":
+        """Write ``data`` (from ``encode``) on ``conn`` in one piece. Never raises: a failed write
+        is kept in the result and raised by ``read`` (some of the request may have left)."""
         error: BaseException | None = None
         try:
             conn.sock.settimeout(self._connect_timeout_s)
-            conn.sock.sendall(head.encode("latin-1") + b"\r\n" + body)
+            conn.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the venue may have answered and closed: the answer can still be read, as urllib3 does
         except TRANSPORT_ERRORS as exc:
             error = exc
-        return SentRequest(self, conn, method, error)
+        return SentRequest(self, self.pool(), conn, method, error)
 
 
 def _header_lines(headers: Mapping[str, str]) -> str:
@@ -136,8 +147,9 @@ def _header_lines(headers: Mapping[str, str]) -> str:
 class SentRequest:
     """One order request on the wire; ``read`` exactly once, on any thread."""
 
-    def __init__(self, line: OrderLine, conn: Any, method: str, error: BaseException | None) -> None:
+    def __init__(self, line: OrderLine, pool: Any, conn: Any, method: str, error: BaseException | None) -> None:
         self._line = line
+        self._pool = pool   # the connection goes back where it came from, even if requests replaced it
         self._conn = conn
         self._method = method
         self._error = error
@@ -148,7 +160,7 @@ class SentRequest:
         conn, self._conn = self._conn, None
         if conn is None:
             raise RuntimeError("SentRequest.read() called twice")
-        pool = self._line.pool()
+        pool = self._pool
         try:
             if self._error is not None:
                 raise SendFailed(self._error)

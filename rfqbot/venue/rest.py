@@ -185,14 +185,20 @@ class RestClient:
         conn = self._orders.take_warm()
         if conn is None:
             return None
+        try:
+            prepared = self.prepare(method, path, items, True)
+            target = path + (f"?{prepared.query}" if prepared.query else "")
+            data = self._orders.encode(method, target, prepared.body, prepared.headers)
+        except Exception as exc:  # nothing was written: a definite "not sent"
+            self._orders.give_back(conn)
+            raise NotSent(f"{path}: not sent, the request could not be built ({type(exc).__name__}: {exc})") \
+                from None
         if not self.gate.try_send("order"):
             self._orders.give_back(conn)
             return None
         self._sent.ms = self.clock.now_ms()
-        prepared = self.prepare(method, path, items, True)
-        target = path + (f"?{prepared.query}" if prepared.query else "")
         report = _CallReport(self, method, path, items, "order")
-        sent = self._orders.send(conn, method, target, prepared.body, prepared.headers)
+        sent = self._orders.send(conn, method, data)
         return OrderInFlight(self, sent, report, method, path, items, send_by_ms)
 
     def prepare(self, method: str, path: str, items: Sequence[tuple[str, str]], signed: bool) -> SignedRequest:
@@ -250,8 +256,12 @@ class RestClient:
         No retries and no redirects, as on the requests path: an order is sent at most once.
         """
         try:
+            data = self._orders.encode(method, target, prepared.body, prepared.headers)
+        except (ValueError, UnicodeError) as exc:
+            raise NotSent(f"{target.split('?', 1)[0]}: not sent, the request could not be built ({exc})") from None
+        try:
             conn = self._orders.take()
-            answer = self._orders.send(conn, method, target, prepared.body, prepared.headers).read()
+            answer = self._orders.send(conn, method, data).read()
         except SendFailed as exc:
             raise _SendFailed(*_describe_failure(exc.cause, self._base)) from None
         return answer.status, _body_text(answer.body, answer.content_type), answer.retry_after
