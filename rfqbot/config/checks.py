@@ -2,7 +2,7 @@
 
 pydantic reports errors by location tuples full of its own tags (``function-after[...]``,
 ``[key]``); a user needs ``strategies.BTC/USDT[0].limit_price`` at line 14 with a hint. The
-translation lives here so config.py stays the schema.
+translation lives here so schema.py stays the schema.
 """
 
 from __future__ import annotations

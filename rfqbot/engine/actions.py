@@ -45,7 +45,7 @@ class RestActions:
         self._closed = False
         # How each accept/decline left: on the caller's (engine) thread or from a worker. Read
         # by tests and benchmarks; a daemon whose accepts all go through workers is missing a
-        # warm connection or pacing room (see Marketplace.begin_accept).
+        # warm connection or pacing room (see MarketPlace.begin_accept).
         self.sent_now = 0
         self.sent_by_worker = 0
 
@@ -69,7 +69,7 @@ class RestActions:
         """Accept; not sent at all once ``send_by_ms`` (venue time) has passed.
 
         The engine calls this right after the decision committed. When the request can leave
-        without blocking (a warm connection, a free pacing slot: ``Marketplace.begin_accept``)
+        without blocking (a warm connection, a free pacing slot: ``MarketPlace.begin_accept``)
         it is written here, on the calling thread - no hand-over to a worker before the accept
         reaches the venue - and a worker only waits for the answer. Otherwise the worker sends.
         """

@@ -1,6 +1,6 @@
 """The engine's decision path: quotes in, a journaled decision out, then (maybe) one send.
 
-Split from ``engine.py`` so the accept-at-most-once path reads in one place. The decision
+Split from ``loop.py`` so the accept-at-most-once path reads in one place. The decision
 itself is ``rfqbot.engine.deciding.decide_quotes`` (pure, shared with replay); this mixin applies it:
 RFQ state, journal first, then the send - queued, and flushed only after the commit.
 """

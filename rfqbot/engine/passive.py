@@ -1,6 +1,6 @@
 """Engine handlers for events that are only journaled (and feed the market context).
 
-Split from ``engine.py`` to keep the decision path short to read. These handlers never change
+Split from ``loop.py`` to keep the decision path short to read. These handlers never change
 an RFQ's state: the public stream and connection events are facts for the audit trail and the
 strategies' market context, not authority over the account's RFQs.
 """

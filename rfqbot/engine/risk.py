@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import structlog
 
-from rfqbot.clock import DAY_MS  # noqa: F401 - also imported from here by engine.py
+from rfqbot.clock import DAY_MS  # noqa: F401 - also imported from here by engine/loop.py
 
 log = structlog.get_logger(__name__)
 

@@ -64,7 +64,7 @@ class StreamConnection:
                  poll_interval_s: float | None = None, max_frame_bytes: int = MAX_FRAME_BYTES,
                  backoff: Backoff | None = None) -> None:
         if decode is None:
-            from rfqbot.streams.wire import decode_frame  # lazy: wire.py belongs to the engine side
+            from rfqbot.streams.wire import decode_frame  # lazy: streams/wire.py is the decoding side
             decode = decode_frame
         if stale_after_s <= 0:
             raise ValueError("stale_after_s must be > 0 (streams.*.stale_after_s)")

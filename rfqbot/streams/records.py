@@ -1,6 +1,6 @@
 """Small pieces shared by a stream connection, the listen-key keeper and the stream wiring.
 
-Split from ``streams.py`` (one connection's life) so that file stays readable; ``streams``
+Split from ``connection.py`` (one connection's life) so that file stays readable; ``connection``
 re-exports every name here, so ``from rfqbot.streams.connection import SessionEnd`` keeps working.
 """
 

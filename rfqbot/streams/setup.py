@@ -1,4 +1,4 @@
-"""The two stream connections as the configuration asks for them (kept out of ``streams.py``,
+"""The two stream connections as the configuration asks for them (kept out of ``connection.py``,
 which is about one connection's life, not about settings)."""
 
 from __future__ import annotations
