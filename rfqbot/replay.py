@@ -117,6 +117,8 @@ class Replayer:
         self._decided_at: dict[int, tuple[int, int]] = {}
         self._deferred: dict[int, tuple[_Live, int]] = {}
         self.since_ms: int | None = None
+        # Pairs a journaled get-pairs refresh closed (pairs.changed): never accepted, as live.
+        self.closed_pairs: set[str] = set()
 
     def run(self, rows: list[Row], *, since_ms: int | None = None) -> list[RfqReplay]:
         self.market = MarketBook(pairs_in(rows))
@@ -171,6 +173,13 @@ class Replayer:
                 if quote.submitted_ms is None:  # aged from arrival, as the engine did
                     quote = replace(quote, submitted_ms=self._venue_time(row))
                 self.market.on_public_quote(quote)
+        elif kind == "pairs.changed":
+            for change in p.get("changes") or ():
+                if isinstance(change, Mapping) and isinstance(change.get("pair"), str):
+                    if str(change.get("to") or "").strip().upper() == "CLOSED":
+                        self.closed_pairs.add(change["pair"])
+                    else:
+                        self.closed_pairs.discard(change["pair"])
         elif kind == "risk.kill_switch":
             self.kill = (p.get("engaged") is True, p.get("file") or self.risk.kill_switch_file)
         elif kind in ("frame.best_quotes", "reconcile.active_quotes") and row.rfq_id:
@@ -237,7 +246,9 @@ class Replayer:
         decision = decide_quotes(chain, view, quotes, self.market.context(view.pair if view else ""), now,
                                  min_time_left_ms=self.min_time_left_ms, risk=risk, ledger=self.ledger,
                                  kill_switch=lambda: engaged, declined=live.declined,
-                                 pair_text=f"{live.state.get('buy_ccy')}/{live.state.get('sell_ccy')}")
+                                 pair_text=f"{live.state.get('buy_ccy')}/{live.state.get('sell_ccy')}",
+                                 trading_status="CLOSED" if view is not None and view.pair in self.closed_pairs
+                                 else None)
         record.now = self._outcome(decision, now, view)
         if decision.action == "wait" and decision.until_ms is not None:
             live.wait_until = decision.until_ms

@@ -20,7 +20,7 @@ from rfqbot.records import Pair, Quote, QuoteMode
 # Kinds replay reads; everything else in the journal is irrelevant to a decision.
 REPLAY_KINDS = ("frame.best_quotes", "reconcile.active_quotes", "frame.spot", "frame.public_quote", "decision",
                 "accept.result", "rfq.transition", "rfq.state", "rfq.reconciled", "frame.rfq_update",
-                "risk.kill_switch", "note.clock_sync")
+                "risk.kill_switch", "note.clock_sync", "pairs.changed")
 
 
 class ReplayError(RfqbotError):

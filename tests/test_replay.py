@@ -299,3 +299,23 @@ def test_replay_kill_switch_state_comes_from_the_journal(tmp_path):
     now = {r.rfq_id: r.now for r in report.rfqs}
     assert now["R1"].action == "blocked" and now["R1"].blocked_by == "kill_switch_file"
     assert now["R2"].action == "accept"
+
+
+def test_replay_applies_journaled_pair_closures(tmp_path):
+    """A pair closed by a get-pairs refresh is never accepted live; replay must agree."""
+    import dataclasses
+
+    from rfqbot.events import PairsRefreshed
+    chains = compile_chains({"BTC/USDT": [{"use": "price_limit", "limit_price": "100"}]})
+    clock, journal, engine, calls = engine_journal(tmp_path, chains)
+    engine.handle(PairsRefreshed(clock.now_ms(), (dataclasses.replace(BTC, trading_status="CLOSED"),)))
+    engine.handle(BestQuotes(clock.now_ms(), "R1", (quote(clock, "Q1", "99"),), "{}"))
+    clock.advance(1)
+    engine.handle(PairsRefreshed(clock.now_ms(), (BTC,)))
+    engine.handle(BestQuotes(clock.now_ms(), "R2", (quote(clock, "Q2", "99", rfq="R2"),), "{}"))
+    journal.close()
+    assert calls == [("R2", "Q2")]
+    report = replay_journal(tmp_path / "j.db", chains, RiskSettings(), min_time_left_ms=0)
+    now = {r.rfq_id: r.now for r in report.rfqs}
+    assert now["R1"].action == "none" and "CLOSED" in now["R1"].reason
+    assert now["R2"].action == "accept"
