@@ -106,3 +106,28 @@ def test_run_loop_commits_best_quote_before_queued_public_frames_and_journals_dr
     assert h.rows("SELECT count(*) AS n FROM quotes WHERE rfq_id='X'")[0]["n"] == 3
     assert h.journal.verify_chain() is None
     h.journal.close()
+
+
+def test_the_engine_checkpoints_the_journal_only_when_its_queue_is_empty(tmp_path):
+    import threading as _threading
+    import time as _time
+
+    from rfqbot.engine.inbox import EventQueue
+    from rfqbot.events import Note
+    from tests.test_engine import Harness
+    h = Harness(tmp_path)
+    calls = []
+    h.journal.checkpoint_when_idle = lambda: calls.append(events.qsize()) or False
+    events = EventQueue()
+    for n in range(300):
+        events.put(Note(h.now, "n", {"n": n}))
+    stop = _threading.Event()
+    runner = _threading.Thread(target=h.engine.run, args=(events, stop, 0.01))
+    runner.start()
+    deadline = _time.monotonic() + 5
+    while not calls and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    stop.set()
+    runner.join(5)
+    h.journal.close()
+    assert calls and all(size == 0 for size in calls)

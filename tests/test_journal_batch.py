@@ -256,3 +256,23 @@ def test_a_buffered_row_that_cannot_be_stored_fails_the_whole_batch_never_leaves
         assert journal.last_seq == 2 and journal.verify_chain() is None
     finally:
         journal.close()
+
+
+def test_checkpoint_when_idle_runs_after_enough_commits_and_never_inside_a_batch(tmp_path):
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    try:
+        journal.checkpoint_when_idle()
+        for n in range(7):
+            journal.append("x", source="test", payload={"n": n})
+        assert journal.checkpoint_when_idle(min_commits=8) is False
+        journal.append("x", source="test", payload={"n": 7})
+        with journal.batch():
+            journal.append("y", source="test", payload={})
+            assert journal.checkpoint_when_idle(min_commits=8) is False
+        assert journal.checkpoint_when_idle(min_commits=8) is True
+        busy, wal_frames, copied = journal._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and wal_frames == copied                 # everything already copied
+        assert journal.checkpoint_when_idle(min_commits=8) is False   # nothing new since
+        assert journal.verify_chain() is None
+    finally:
+        journal.close()

@@ -182,6 +182,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 self._journal_failed(exc, lost_events=taken)
             else:
                 self._flush_sends()
+            if self.journal_failure is None and events.empty():
+                self.journal.checkpoint_when_idle()   # nothing waits: the WAL copy costs no decision
             # The loop still turns (the watchdog must not restart a daemon into the same full disk).
             self.last_loop_monotonic = self.local_clock.monotonic()
 

@@ -56,6 +56,8 @@ from rfqbot.journal.projections import DERIVED_TABLES, SCHEMA_V1, SCHEMA_V2, Eve
 
 log = structlog.get_logger(__name__)
 
+# Commits between checkpoints taken while the engine is idle (Journal.checkpoint_when_idle).
+IDLE_CHECKPOINT_COMMITS = 8
 _DEFERRED_SOURCE = "public"  # rows from the public streams: the bulk of the journal, batched
 _INSERT_EVENT = ("INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, payload, prev_hash, "
                  "hash) VALUES (?,?,?,?,?,?,?,?,?,?)")
@@ -152,6 +154,7 @@ class Journal:
         self._lock = threading.RLock()
         self._batch_depth = 0
         self._batch_start: tuple[int, str] | None = None
+        self._commits_since_checkpoint = 0   # see checkpoint_when_idle
         self._pending: list[tuple[Any, ...]] = []  # events rows of the open batch, not yet inserted
         self._pending_ops: list[tuple[EventRow, list[Op]]] = []  # their projections, not yet applied
         self._busy_timeout_ms = int(busy_timeout_ms)
@@ -259,6 +262,7 @@ class Journal:
                 self._apply_projection(EventRow(seq, local_ms, venue_ms, source, kind, rfq_id, quote_id, parsed))
                 if own_txn:
                     self._conn.execute("COMMIT")
+                    self._commits_since_checkpoint += 1
             except BaseException:
                 if own_txn:
                     self._rollback()
@@ -290,6 +294,7 @@ class Journal:
                 if self._batch_depth == 1:
                     self._flush_pending()
                     self._conn.execute("COMMIT")  # disk full may only show here (WAL frames written)
+                    self._commits_since_checkpoint += 1
             except BaseException:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:
@@ -434,6 +439,27 @@ class Journal:
                 state.recent_accepts.append({"at_ms": row["at_ms"], "rfq_id": row["rfq_id"],
                                              "amounts": {k: Decimal(v) for k, v in amounts.items()}})
         return state
+
+    def checkpoint_when_idle(self, min_commits: int = IDLE_CHECKPOINT_COMMITS) -> bool:
+        """Copy the WAL into the database file now, if ``min_commits`` commits happened since the
+        last time; True when it ran. The engine calls this when its queue is empty.
+
+        Why: SQLite's own checkpoint runs inside the COMMIT that pushes the WAL past 1,000 pages,
+        on the engine thread, between a decision's commit and its accept: measured at 5-15 ms,
+        about one decision in a hundred (the p99 of tick-to-accept). Small checkpoints while
+        idle keep the WAL under that mark (SQLite's stays as the backstop under a flood). A
+        failed checkpoint loses nothing (the WAL keeps the data); it is logged and retried.
+        """
+        with self._lock:
+            if self._batch_depth or self._commits_since_checkpoint < min_commits:
+                return False
+            self._commits_since_checkpoint = 0
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("journal.checkpoint_failed", error=str(exc))
+                return False
+            return True
 
     def close(self) -> None:
         with self._lock:
