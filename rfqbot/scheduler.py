@@ -40,6 +40,7 @@ class VenueQueries(Protocol):
     def rfq_history(self, *, rfq_id: str | None = None, start_ms: int | None = None) -> list[Rfq]: ...
     def active_quotes(self, rfq_id: str) -> list[Quote]: ...
     def get_pairs(self) -> list[Pair]: ...
+    def ping(self) -> None: ...
 
 
 class Keepalive(Protocol):
@@ -143,6 +144,18 @@ class SchedulerJobs:
             return
         log.info("clock_sync", offset_ms=offset)
         self._emit(Note(self._clock.now_ms(), "clock_sync", {"offset_ms": offset}))
+
+    def keep_warm(self) -> None:
+        """``GET /api/v1/ping``: keeps a pooled connection to the venue open (and its keep-alive
+        timer fresh), so an accept finds a warm connection and leaves from the engine thread
+        instead of paying a TCP + TLS handshake. A failure is logged; the next run tries again."""
+        if self.stopping:
+            return
+        with self._running():
+            try:
+                self._api.ping()
+            except Exception as exc:  # the call itself is journaled (venue.call); no extra note
+                log.warning("keep_warm_failed", error=str(exc))
 
     def refresh_pairs(self) -> None:
         """Ask ``get-pairs`` again; the engine applies trading-status changes (a CLOSED pair is
@@ -306,7 +319,7 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
                     clock: Clock | None = None, window_start: Callable[[str], int | None] | None = None,
                     extend_every_s: float = 1800,
                     clock_sync_every_s: float = 300, reconcile_every_s: float = 30,
-                    pairs_refresh_every_s: float = 300, scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
+                    pairs_refresh_every_s: float = 300, keep_warm_every_s: float = 0, scheduled_rfqs: Sequence[ScheduledRfqSpec] = (), tz: Any = timezone.utc) -> Scheduler:
     """All jobs on one BackgroundScheduler (not started). Cron entries use ``tz`` (UTC).
 
     Clock sync runs at once on start (accept decisions use the venue clock); the keepalive
@@ -328,6 +341,9 @@ def build_scheduler(*, marketplace: VenueQueries, post: Callable[[Event], None],
     # First run one interval after start: the daemon fetched the pairs just before.
     aps.add_job(jobs.refresh_pairs, IntervalTrigger(seconds=pairs_refresh_every_s), id="pairs_refresh",
                 name="pairs refresh", misfire_grace_time=max(1, int(pairs_refresh_every_s)), **once)
+    if keep_warm_every_s > 0:
+        aps.add_job(jobs.keep_warm, IntervalTrigger(seconds=keep_warm_every_s), id="keep_warm",
+                    name="venue connection keep-warm", misfire_grace_time=max(1, int(keep_warm_every_s)), **once)
     for i, spec in enumerate(scheduled_rfqs):
         trigger, grace = _rfq_trigger(spec, tz)
         aps.add_job(jobs.create_scheduled_rfq, trigger, args=[spec], id=f"rfq_{i}",
@@ -342,6 +358,7 @@ def build_scheduler_from_settings(settings: Any, **deps: Any) -> Scheduler:
                            clock_sync_every_s=settings.clock_sync.every_s,
                            reconcile_every_s=settings.reconcile.every_s,
                            pairs_refresh_every_s=settings.pairs_refresh.every_s,
+                           keep_warm_every_s=settings.keep_warm.every_s,
                            scheduled_rfqs=settings.rfqs, **deps)
 
 

@@ -93,3 +93,36 @@ def test_the_interval_is_configurable_and_bounded():
     assert load_config_text("pairs_refresh:\n  every_s: 60\n", file="c.yaml").pairs_refresh.every_s == 60
     with pytest.raises(ConfigError, match="pairs_refresh.every_s"):
         load_config_text("pairs_refresh:\n  every_s: 5\n", file="c.yaml")
+
+
+class PingVenue:
+    def __init__(self, fail=False):
+        self.pings = 0
+        self.fail = fail
+
+    def ping(self):
+        self.pings += 1
+        if self.fail:
+            raise RuntimeError("connection refused")
+
+
+def test_keep_warm_pings_and_survives_a_failure():
+    venue = PingVenue()
+    jobs = SchedulerJobs(marketplace=venue, post=lambda ev: None, reconcile_targets=lambda: [])
+    jobs.keep_warm()
+    assert venue.pings == 1
+    failing = PingVenue(fail=True)
+    SchedulerJobs(marketplace=failing, post=lambda ev: None, reconcile_targets=lambda: []).keep_warm()
+    assert failing.pings == 1          # logged, not raised
+
+
+def test_keep_warm_is_on_by_default_and_can_be_turned_off():
+    from rfqbot.scheduler import build_scheduler_from_settings
+    on = build_scheduler_from_settings(load_config_text("{}", file="c.yaml"), marketplace=PingVenue(),
+                                       post=lambda ev: None, reconcile_targets=list)
+    assert on.aps.get_job("keep_warm").trigger.interval.total_seconds() == 20
+    off = build_scheduler_from_settings(load_config_text("keep_warm:\n  every_s: 0\n", file="c.yaml"),
+                                        marketplace=PingVenue(), post=lambda ev: None, reconcile_targets=list)
+    assert "keep_warm" not in off.job_ids()
+    with pytest.raises(ConfigError, match="keep_warm.every_s"):
+        load_config_text("keep_warm:\n  every_s: 2\n", file="c.yaml")

@@ -196,13 +196,14 @@ def test_build_scheduler_registers_jobs_with_safe_defaults():
 def test_build_from_settings_uses_config_keys():
     settings = Settings.model_validate({
         "listen_key": {"extend_every_s": 900}, "reconcile": {"every_s": 20}, "clock_sync": {"every_s": 120},
-        "pairs_refresh": {"every_s": 45},
+        "pairs_refresh": {"every_s": 45}, "keep_warm": {"every_s": 15},
         "rfqs": [{"cron": "*/5 * * * *", "buy": "ETH", "sell": "USDT", "sell_amount": "5", "mode": "delayed"}],
     })
     s = build_scheduler_from_settings(settings, marketplace=FakeVenue(), post=Sink(),
                                       reconcile_targets=list, keeper=FakeKeeper())
     assert s.aps.get_job("listen_key_keepalive").trigger.interval.total_seconds() == 900
     assert s.aps.get_job("pairs_refresh").trigger.interval.total_seconds() == 45
+    assert s.aps.get_job("keep_warm").trigger.interval.total_seconds() == 15
     assert s.aps.get_job("reconcile").trigger.interval.total_seconds() == 20
     assert s.aps.get_job("clock_sync").trigger.interval.total_seconds() == 120
     assert isinstance(s.aps.get_job("rfq_0").trigger, CronTrigger)

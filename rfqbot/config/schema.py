@@ -141,6 +141,20 @@ class PairsRefreshSettings(_Strict):
     every_s: int = Field(default=300, ge=30)
 
 
+class KeepWarmSettings(_Strict):
+    """``GET /api/v1/ping`` this often so a pooled TLS connection is open when an accept must
+    leave (an accept on a cold pool pays a TCP + TLS handshake first). 0 turns it off."""
+
+    every_s: int = Field(default=20, ge=0, le=600)
+
+    @field_validator("every_s")
+    @classmethod
+    def _off_or_sane(cls, v: int) -> int:
+        if 0 < v < 5:
+            raise ValueError("must be 0 (off) or at least 5 seconds (a ping uses the query rate limit)")
+        return v
+
+
 def _positive_amounts(v: dict[str, Decimal]) -> dict[str, Decimal]:
     for ccy, amount in v.items():
         if amount <= 0:
@@ -238,6 +252,7 @@ class Settings(_Strict):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     clock_sync: ClockSyncSettings = Field(default_factory=ClockSyncSettings)
     pairs_refresh: PairsRefreshSettings = Field(default_factory=PairsRefreshSettings)
+    keep_warm: KeepWarmSettings = Field(default_factory=KeepWarmSettings)
     strategies: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     rfqs: list[ScheduledRfq] = Field(default_factory=list)
