@@ -246,14 +246,15 @@ class RestClient:
         return response.status_code, response.text, response.headers.get("Retry-After")
 
     def _send_lean(self, method: str, target: str, prepared: SignedRequest) -> tuple[int, str, str | None]:
-        """One order request straight on the urllib3 pool that requests itself uses for this venue.
+        """One order request, sent and answered on this thread, through ``OrderLine`` on the
+        urllib3 pool requests itself uses for this venue (opening a connection if none is warm).
 
-        Measured on TLS loopback against the simulator (benchmarks/, one warm connection):
-        ``requests.Session.request`` 0.55 ms p50 per round trip, the same call on its urllib3
-        pool 0.27 ms, a bare ``http.client`` 0.20 ms. The pool keeps connection reuse, the
-        adapter's TLS verification (system/certifi CAs, ``ca_file``) and thread safety, and
-        skips requests' per-call work (settings merging, hooks, cookies, request preparation).
-        No retries and no redirects, as on the requests path: an order is sent at most once.
+        The worker-side twin of ``begin_order``. Measured on TLS loopback against the simulator
+        (benchmarks/, one warm connection): ``requests.Session.request`` 0.55 ms p50 per round
+        trip, ``urlopen`` on its pool 0.27 ms, a bare ``http.client`` 0.20 ms: orders skip
+        requests' per-call work (settings merging, hooks, cookies, preparation) but keep its
+        pool, its TLS verification (system/certifi CAs, ``ca_file``) and thread safety. No
+        retries and no redirects, as on the requests path: an order is sent at most once.
         """
         try:
             data = self._orders.encode(method, target, prepared.body, prepared.headers)
