@@ -30,7 +30,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rfqbot demo $(DEMO_ARGS)
 
-# About 10 minutes: 3 x 1,000 RFQs at the venue's order pace, 2 x 200,000 frames, micro-benchmark.
+# About 13 minutes: 4 x 1,000 RFQs at the venue's order pace, 3 x 200,000 frames, micro-benchmark.
 # Results (JSON, PNG, profiles, logs) go to benchmarks/results/. BENCH_ARGS=--quick for a smoke run.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
