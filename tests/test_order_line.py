@@ -202,3 +202,17 @@ def test_rest_url_with_credentials_or_a_query_is_a_config_error(url: str, why: s
     from rfqbot.errors import ConfigError
     with pytest.raises(ConfigError, match=why):
         load_config_text(f"venue:\n  profile: hashkey-sg\n  rest_url: \"{url}\"\n", file="c.yaml")
+
+
+def test_the_engine_thread_write_is_bounded_by_a_short_timeout(venue: FakeVenue) -> None:
+    """begin_order runs on the engine thread: a venue that stopped reading must not stall it for
+    the whole connect timeout. Its write timeout is ENGINE_WRITE_TIMEOUT_S; reads keep theirs."""
+    from rfqbot.venue.rest import ENGINE_WRITE_TIMEOUT_S
+    client = make_client(venue.url, connect_timeout_s=7.0, read_timeout_s=3.0)
+    warm(client, venue)
+    inflight = client.begin_order("POST", ACCEPT, PARAMS)
+    sock = inflight._sent._conn.sock
+    assert sock.gettimeout() == ENGINE_WRITE_TIMEOUT_S == 0.5   # what the write ran with
+    inflight.finish()
+    assert sock.gettimeout() == 3.0                               # the worker's read
+    client.close()

@@ -120,12 +120,17 @@ class OrderLine:
             head += f"Content-Length: {len(body)}\r\n"
         return head.encode("latin-1") + b"\r\n" + body
 
-    def send(self, conn: Any, method: str, data: bytes) -> "SentRequest":
+    def send(self, conn: Any, method: str, data: bytes, write_timeout_s: float | None = None) -> "SentRequest":
         """Write ``data`` (from ``encode``) on ``conn`` in one piece. Never raises: a failed write
-        is kept in the result and raised by ``read`` (some of the request may have left)."""
+        is kept in the result and raised by ``read`` (some of the request may have left).
+
+        ``write_timeout_s`` bounds the write (default ``venue.connect_timeout_s``): a few hundred
+        bytes fit any socket buffer at once, so it only matters when the venue stopped reading,
+        and the engine thread passes a short one rather than stall every other RFQ that long.
+        """
         error: BaseException | None = None
         try:
-            conn.sock.settimeout(self._connect_timeout_s)
+            conn.sock.settimeout(self._connect_timeout_s if write_timeout_s is None else write_timeout_s)
             conn.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the venue may have answered and closed: the answer can still be read, as urllib3 does

@@ -38,6 +38,9 @@ SUCCESS_CODES = frozenset({"0", "00", "000", "0000", "200"})
 # Venue codes that say the venue itself does not know whether an order-type call executed.
 OUTCOME_UNKNOWN_CODES = frozenset({"-1000", "-1001", "-1006", "-1007"})
 CLOCK_RESYNC_CODE = "-1021"
+# Longest the engine thread may spend writing an order (begin_order): only a venue that stopped
+# reading fills a socket buffer with a few hundred bytes; the outcome is then unknown.
+ENGINE_WRITE_TIMEOUT_S = 0.5
 # Parameters that grant access; the observer and the logs get a fingerprint instead.
 _SECRET_PARAMS = frozenset({"listenKey", "signature"})
 
@@ -198,7 +201,7 @@ class RestClient:
             return None
         self._sent.ms = self.clock.now_ms()
         report = _CallReport(self, method, path, items, "order")
-        sent = self._orders.send(conn, method, data)
+        sent = self._orders.send(conn, method, data, write_timeout_s=ENGINE_WRITE_TIMEOUT_S)
         return OrderInFlight(self, sent, report, method, path, items, send_by_ms)
 
     def prepare(self, method: str, path: str, items: Sequence[tuple[str, str]], signed: bool) -> SignedRequest:
