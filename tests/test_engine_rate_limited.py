@@ -4,6 +4,8 @@ the RFQ while the pause lasts (found by the fault suite, scenario 5a)."""
 
 from __future__ import annotations
 
+import pytest
+
 from rfqbot.events import AcceptResult, Tick
 from tests.test_engine import Harness
 
@@ -86,5 +88,50 @@ def test_new_quote_pushes_inside_the_pause_wait_for_it_too(tmp_path):
         h.engine.handle(Tick(h.now))
         assert sorted(h.actions.accepts[1:]) == [("accept", "R1", "Q1"), ("accept", "R2", "Q3")]
         assert len(h.rows("SELECT seq FROM decisions")) == 3
+    finally:
+        h.journal.close()
+
+
+def test_the_pause_holds_every_way_to_a_decision_not_only_pushes(tmp_path):
+    """Found by review: a refusal of another RFQ's accept decided on its next quote at once,
+    inside the pause (one more accept refused locally)."""
+    h = Harness(tmp_path)
+    try:
+        h.best(h.quote("Q1", "90", 1, left_ms=120_000))
+        h.best(h.quote("Q3", "91", 1, left_ms=120_000, rfq="R2"), h.quote("Q4", "92", 2, left_ms=120_000, rfq="R2"),
+               rfq="R2")
+        assert h.actions.accepts == [("accept", "R1", "Q1"), ("accept", "R2", "Q3")]
+        h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="429",
+                                     message="rate limited", retry_after_ms=60_000))
+        h.engine.handle(AcceptResult(h.now, "R2", "Q3", "accept", "rejected", venue_code="-3003",
+                                     message="quote expired"))
+        assert len(h.actions.accepts) == 2            # R2's next quote waits for the pause too
+        h.clock.advance(61)
+        h.engine.handle(Tick(h.now))
+        assert sorted(h.actions.accepts[2:]) == [("accept", "R1", "Q1"), ("accept", "R2", "Q4")]
+    finally:
+        h.journal.close()
+
+
+@pytest.mark.parametrize("how", ["accept answered 418", "daemon ban alert"])
+def test_after_a_ban_quotes_are_journaled_as_skipped_not_decided(tmp_path, how):
+    """Found by review: after a 418 each push still journaled an accept decision (refused locally)."""
+    from rfqbot.events import Note
+    h = Harness(tmp_path)
+    try:
+        h.best(h.quote("Q1", "90", 1))
+        if how == "accept answered 418":
+            h.engine.handle(AcceptResult(h.now, "R1", "Q1", "accept", "rejected", venue_code="418", message="banned"))
+        else:
+            h.engine.handle(Note(h.now, "alert.banned", {"error": "banned"}))
+        decisions = len(h.rows("SELECT seq FROM decisions"))
+        for n in range(3):
+            h.clock.advance(1)
+            h.best(h.quote(f"Q{n + 2}", "89", 1, rfq="R2"), rfq="R2")   # a fresh RFQ: only the ban stops it
+            h.engine.handle(Tick(h.now))
+        assert h.actions.accepts == [("accept", "R1", "Q1")]
+        assert len(h.rows("SELECT seq FROM decisions")) == decisions
+        skipped = h.rows("SELECT payload FROM events WHERE kind = 'decision.skipped'")
+        assert len(skipped) == 3 and all("HTTP 418" in r["payload"] for r in skipped)
     finally:
         h.journal.close()

@@ -36,6 +36,7 @@ class DecisionHandlers:
     min_time_left_ms: int
     deciding: bool
     requests_paused_until_ms: int
+    venue_banned: bool
     pairs: dict[str, Any]
     _sends: list[tuple[str, tuple[Any, ...]]]
     _decision_logs: list[dict[str, Any]]
@@ -59,12 +60,6 @@ class DecisionHandlers:
         if skip is not None:
             self._record("decision.skipped", "engine", {"trigger": trigger, "reason": skip}, rfq_id=rfq_id)
             return
-        if self.requests_paused_until_ms > self.venue_clock.now_ms():
-            # The venue paused every request (429): a decision now could only be refused at once
-            # and journaled as one more rejected accept. The quotes are kept; the tick after the
-            # pause decides on the latest set.
-            rfq.wait_until_ms = self.requests_paused_until_ms
-            return
         self._decide(rfq, received_ms, trigger)
 
     def _skip_reason(self, rfq: OwnRfq) -> str | None:
@@ -76,10 +71,18 @@ class DecisionHandlers:
             return f"RFQ is {rfq.status.value if rfq.status else '?'} (final)"
         if rfq.accept_state in BLOCKING_ACCEPT_STATES:
             return f"accept {rfq.accept_state} for quote {rfq.accepted_quote_id}; at most one accept per RFQ"
+        if self.venue_banned:
+            return "the venue banned this IP (HTTP 418): nothing is sent until an operator restarts rfqbot"
         return None
 
     def _decide(self, rfq: OwnRfq, received_ms: int, trigger: str) -> None:
         now = self.venue_clock.now_ms()
+        if self.requests_paused_until_ms > now:
+            # The venue paused every request (429): a decision now could only be refused at once
+            # and journaled as one more rejected accept. The quotes are kept; the tick after the
+            # pause decides on the latest set (whatever asked: a push, a refusal, a wait deadline).
+            rfq.wait_until_ms = self.requests_paused_until_ms
+            return
         quotes = tuple(q for q in rfq.last_quotes if q.quote_id not in rfq.refused_quotes)
         view = None
         if rfq.pair is not None and rfq.side is not None:

@@ -88,6 +88,9 @@ class Engine(DecisionHandlers, PassiveHandlers):
         # Venue time until which the venue paused every request (an accept answered 429):
         # new quotes wait for it instead of being decided on and refused at once.
         self.requests_paused_until_ms = 0
+        # Set by an HTTP 418 (an accept's answer, or the daemon's ban alert): nothing will be sent
+        # again by this process, so quotes are journaled with that reason instead of decided on.
+        self.venue_banned = False
         # Set (with the error) when a journal write failed: the engine then stops deciding for
         # good, since what it holds in memory is no longer what the journal says. Read by
         # Daemon.health() -> the journal_failed alert and the status line.
@@ -364,6 +367,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
     # --- results and reconciliation --------------------------------------------------------
 
     def _on_accept_result(self, ev: AcceptResult) -> None:
+        if ev.venue_code == "418":
+            self.venue_banned = True
         if ev.venue_code == "429":  # every request is paused, for every RFQ (at least a second)
             wait_ms = max(RATE_LIMIT_RETRY_MS, ev.retry_after_ms or 0)
             self.requests_paused_until_ms = max(self.requests_paused_until_ms, self.venue_clock.now_ms() + wait_ms)

@@ -39,6 +39,8 @@ def _submitted_at(quote: Quote, ms: int) -> Quote:
 class PassiveHandlers:
     """Mixin for ``Engine``: relies on its ``_record``, ``market``, ``venue_clock`` and ``rfqs``."""
 
+    venue_banned: bool
+
     market: MarketBook
     venue_clock: VenueClock
     rfqs: dict[str, OwnRfq]
@@ -86,6 +88,8 @@ class PassiveHandlers:
             "venue_code": ev.venue_code, "duration_ms": ev.duration_ms, "outcome": ev.outcome, "error": ev.error})
 
     def _on_note(self, ev: Note) -> None:
+        if ev.kind == "alert.banned":   # the daemon saw an HTTP 418 on any call: stop deciding
+            self.venue_banned = True
         self._record(f"note.{ev.kind}", "engine", dict(ev.detail))
 
     def _on_heartbeat(self, ev: Heartbeat) -> None:
