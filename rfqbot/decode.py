@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rfqbot.normalise import NormaliseError, to_decimal, to_int, to_ms, to_mode, to_status, to_text
+from rfqbot.normalise import MAX_TIMESTAMP_MS, NormaliseError, to_decimal, to_int, to_ms, to_mode, to_status, to_text
 from rfqbot.records import Pair, Quote, QuoteMode, Rfq
 
 
@@ -113,10 +113,14 @@ def pair_from_json(d: Mapping[str, Any]) -> Pair:
 def server_time_from_json(body: Any) -> int:
     """``serverTime`` of ``GET /api/v1/time``: integer milliseconds, as documented.
 
-    Parsed like ``RestClient.sync_clock`` does (``to_int``, no seconds-vs-ms guess), so that
-    ``MarketPlace.server_time()`` and the measured clock offset can never disagree.
+    The one reading of it (``to_int``, no seconds-vs-ms guess): ``RestClient.sync_clock`` and
+    ``MarketPlace.server_time()`` both call this, so the offset and the time never disagree.
     """
     value = to_int(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
     if value is None:
         raise NormaliseError("response has no serverTime")
+    if not 0 < value <= MAX_TIMESTAMP_MS:
+        # An absurd venue time would become the clock offset of every decision and journal row
+        # (and past 64 bits, a journal write error): refused, the previous offset stays.
+        raise NormaliseError(f"serverTime {value} is not a time between 1970 and the year 9999")
     return value

@@ -48,3 +48,11 @@ def test_the_cli_shows_the_raw_word_of_an_unknown_mode() -> None:
     mode_column = dict(RFQ_COLUMNS)["MODE"]
     assert mode_column(rfq_from_json({"rfqId": "R1", "rfqMode": "T+1"})) == "unknown (T+1)"
     assert mode_column(rfq_from_json({"rfqId": "R1", "rfqMode": "REAL_TIME"})) == "real-time"
+
+
+@pytest.mark.parametrize("value", [2 ** 63 - 1, 253_402_300_800_000, 0, -5])
+def test_an_absurd_server_time_is_refused(value) -> None:
+    """Found by review: serverTime 2**63-1 became the clock offset, and the next journaled venue
+    time overflowed SQLite's INTEGER (the engine stopped deciding, again after each restart)."""
+    with pytest.raises(NormaliseError, match="between 1970 and the year 9999"):
+        server_time_from_json({"serverTime": value})

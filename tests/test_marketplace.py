@@ -143,6 +143,15 @@ def test_server_time_without_serverTime_is_a_transport_error(mp: MarketPlace, ve
         mp.server_time()
 
 
+def test_an_absurd_server_time_keeps_the_previous_clock_offset(mp: MarketPlace, venue: FakeVenue) -> None:
+    venue.script("GET", "/api/v1/time", 200, {"serverTime": SERVER_TIME_MS})
+    offset = mp.sync_clock()
+    venue.script("GET", "/api/v1/time", 200, {"serverTime": 2 ** 63 - 1})
+    with pytest.raises(TransportError, match="bad serverTime: serverTime .* between 1970 and the year 9999"):
+        mp.sync_clock()
+    assert mp.venue_clock.offset_ms == offset
+
+
 def test_marketplace_does_not_load_the_config_schema() -> None:
     """Credentials come from rfqbot.config.credentials: a MarketPlace needs no pydantic config tree."""
     import subprocess

@@ -25,7 +25,8 @@ from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock, VenueClock
 from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
 from rfqbot.events import VenueCall
-from rfqbot.normalise import NormaliseError, to_int
+from rfqbot.decode import server_time_from_json
+from rfqbot.normalise import NormaliseError
 from rfqbot.venue.order_line import OrderLine, SendFailed, SentRequest
 from rfqbot.venue.pacing import CallKind, RateGate, gate_for, key_fingerprint
 from rfqbot.venue.signing import SignedRequest, get_signer
@@ -328,11 +329,9 @@ class RestClient:
         after = self.clock.now_ms()
         before = max(before, getattr(self._sent, "ms", before))  # not the wait for a pacing slot
         try:
-            server_ms = to_int(body.get("serverTime") if isinstance(body, Mapping) else None, "serverTime")
+            server_ms = server_time_from_json(body)
         except NormaliseError as exc:
             raise TransportError("/api/v1/time", f"bad serverTime: {exc}") from None
-        if server_ms is None:
-            raise TransportError("/api/v1/time", "response has no serverTime")
         offset = server_ms - (before + after) // 2
         self.venue_clock.set_offset(offset)
         log.info("venue clock synced", offset_ms=offset, round_trip_ms=after - before)
