@@ -120,10 +120,9 @@ class Daemon:
             "journal_failure": None if engine is None else engine.journal_failure,
             "open_rfqs": None if engine is None else _open_rfqs_without_lock(engine),
             "banned": self.banned is not None,
-            # How accepts/declines left: written on the engine thread right after the commit, or by
-            # a REST worker (no warm connection or pacing room then; see keep_warm).
-            "orders_sent": None if self.actions is None else {
-                "engine": self.actions.sent_now, "worker": self.actions.sent_by_worker},
+            # Order requests written on the engine thread right after the commit, or by a REST
+            # worker (no warm connection or pacing room then; see keep_warm).
+            "orders_sent": None if self.marketplace is None else dict(self.marketplace.rest.orders_written),
         }
 
     # --- events in -------------------------------------------------------------------------

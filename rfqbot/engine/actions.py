@@ -43,11 +43,6 @@ class RestActions:
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._closed = False
-        # How each accept/decline left: on the caller's (engine) thread or from a worker. Read
-        # by tests and benchmarks; a daemon whose accepts all go through workers is missing a
-        # warm connection or pacing room (see MarketPlace.begin_accept).
-        self.sent_now = 0
-        self.sent_by_worker = 0
 
     def _start_every_worker(self, workers: int) -> None:
         """Start all worker threads now, not on demand.
@@ -99,10 +94,6 @@ class RestActions:
                 raise RuntimeError("actions are shut down; no new venue calls")
             started = self._clock.monotonic()
             answer = self._send_now(rfq_id, quote_id, action, send_by_ms)
-            if answer is None:
-                self.sent_by_worker += 1
-            else:
-                self.sent_now += 1
             args = (rfq_id, quote_id, action, send_by_ms, answer, started)
             try:
                 future = self._pool.submit(self._run_accept, *args)

@@ -170,8 +170,8 @@ class Metrics:
             out += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
         sent = health.get("orders_sent")
         if sent:
-            out += ["# HELP rfqbot_orders_sent_total Accepts/declines sent, by the thread that wrote them "
-                    "(engine: right after the commit; worker: no warm connection or pacing slot then)",
+            out += ["# HELP rfqbot_orders_sent_total Order requests written, by the thread that wrote them "
+                    "(engine: right after the commit; worker: creates, or no warm connection/pacing slot then)",
                     "# TYPE rfqbot_orders_sent_total counter"]
             out += [f'rfqbot_orders_sent_total{{thread="{name}"}} {int(count)}' for name, count in sorted(sent.items())]
         return out

@@ -127,6 +127,11 @@ class RestClient:
                                  {"User-Agent": str(self.session.headers.get("User-Agent", "rfqbot")),
                                   "Accept": "*/*", "Connection": "keep-alive"},
                                  profile.connect_timeout_s, profile.read_timeout_s)
+        # Order requests whose bytes were written (or began to be), by path: "engine" = begin_order
+        # (the caller's thread right after the decision commits), "worker" = request(). A daemon
+        # whose accepts mostly go the worker way lacks a warm connection (see keep_warm).
+        self.orders_written = {"engine": 0, "worker": 0}
+        self._count_lock = threading.Lock()
         # Local ms at which this thread's last request actually left (after any pacing wait):
         # the clock sync's round trip must not include time spent waiting for a pacing slot.
         self._sent = threading.local()
@@ -203,7 +208,12 @@ class RestClient:
         self._sent.ms = self.clock.now_ms()
         report = _CallReport(self, method, path, items, "order")
         sent = self._orders.send(conn, method, data, write_timeout_s=ENGINE_WRITE_TIMEOUT_S)
+        self._count_written("engine")
         return OrderInFlight(self, sent, report, method, path, items, send_by_ms)
+
+    def _count_written(self, path: str) -> None:
+        with self._count_lock:
+            self.orders_written[path] += 1
 
     def prepare(self, method: str, path: str, items: Sequence[tuple[str, str]], signed: bool) -> SignedRequest:
         """Encode and sign a request at the current venue time (the single construction point)."""
@@ -266,7 +276,9 @@ class RestClient:
             raise NotSent(f"{target.split('?', 1)[0]}: not sent, the request could not be built ({exc})") from None
         try:
             conn = self._orders.take()
-            answer = self._orders.send(conn, method, data).read()
+            sent = self._orders.send(conn, method, data)
+            self._count_written("worker")
+            answer = sent.read()
         except SendFailed as exc:
             raise _SendFailed(*_describe_failure(exc.cause, self._base)) from None
         return answer.status, _body_text(answer.body, answer.content_type), answer.retry_after
