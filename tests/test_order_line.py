@@ -216,3 +216,16 @@ def test_the_engine_thread_write_is_bounded_by_a_short_timeout(venue: FakeVenue)
     inflight.finish()
     assert sock.gettimeout() == 3.0                               # the worker's read
     client.close()
+
+
+@pytest.mark.parametrize("url, why", [("https://api.example.com:99999", "port"),
+                                      ("https://api.example.com:abc", "port"),
+                                      ("https://api.example.com/g w", "path"),
+                                      ("https://api.example.com/gw/\u20ac", "path")])
+def test_rest_url_with_a_bad_port_or_path_is_a_config_error(url: str, why: str) -> None:
+    """Found by review: these passed validation, then failed at start without naming the key
+    (bad port), or made every accept 'unknown' / 'not sent' (a path written raw on the wire)."""
+    from rfqbot.config.schema import load_config_text
+    from rfqbot.errors import ConfigError
+    with pytest.raises(ConfigError, match=f"venue.rest_url.*{why}"):
+        load_config_text(f"venue:\n  profile: hashkey-sg\n  rest_url: \"{url}\"\n", file="c.yaml")

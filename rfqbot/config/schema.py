@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -45,6 +46,13 @@ def _check_url(value: str | None, schemes: tuple[str, str]) -> str | None:
                          "or systemd credentials, never from the config file)")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment: give the base URL only")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if not re.fullmatch(r"[A-Za-z0-9._~/-]*", parts.path):
+        raise ValueError(f"path {parts.path!r} may hold only letters, digits and . _ ~ / - "
+                         "(it is sent as written on every request)")
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme == schemes[0] and not loopback:
         raise ValueError(f"plain {schemes[0]}:// is allowed only to 127.0.0.1/localhost; "
