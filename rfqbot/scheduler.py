@@ -87,6 +87,7 @@ class SchedulerJobs:
         self._counter = itertools.count(1)
         self._counter_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._keep_warm_failing = False
         self._busy = 0
         self._idle = threading.Condition()
 
@@ -155,7 +156,13 @@ class SchedulerJobs:
             try:
                 self._api.ping()
             except Exception as exc:  # the call itself is journaled (venue.call); no extra note
-                log.warning("keep_warm_failed", error=str(exc))
+                if not self._keep_warm_failing:   # once per outage, not every run
+                    log.warning("keep_warm_failed", error=str(exc))
+                self._keep_warm_failing = True
+                return
+            if self._keep_warm_failing:
+                log.info("keep_warm_recovered")
+            self._keep_warm_failing = False
 
     def refresh_pairs(self) -> None:
         """Ask ``get-pairs`` again; the engine applies trading-status changes (a CLOSED pair is

@@ -276,3 +276,19 @@ def test_checkpoint_when_idle_runs_after_enough_commits_and_never_inside_a_batch
         assert journal.verify_chain() is None
     finally:
         journal.close()
+
+
+def test_empty_batches_do_not_count_towards_the_idle_checkpoint(tmp_path):
+    journal = Journal(tmp_path / "j.db", FakeClock())
+    try:
+        journal.append("x", source="test", payload={})
+        journal.checkpoint_when_idle(min_commits=1)
+        for _ in range(20):
+            with journal.batch():
+                pass                                  # a bare tick: nothing journaled
+        assert journal.checkpoint_when_idle(min_commits=1) is False
+        with journal.batch():
+            journal.append("y", source="test", payload={})
+        assert journal.checkpoint_when_idle(min_commits=1) is True
+    finally:
+        journal.close()

@@ -160,3 +160,10 @@ def test_marketplace_does_not_load_the_config_schema() -> None:
     code = "import sys, rfqbot.venue.marketplace; print('rfqbot.config.schema' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_ping_is_one_request_without_retries(mp: MarketPlace, venue: FakeVenue) -> None:
+    venue.script("GET", "/api/v1/ping", 502, raw="bad gateway", times=3)
+    with pytest.raises(TransportError):
+        mp.ping()
+    assert len(venue.calls("/api/v1/ping")) == 1

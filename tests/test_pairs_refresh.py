@@ -126,3 +126,19 @@ def test_keep_warm_is_on_by_default_and_can_be_turned_off():
     assert "keep_warm" not in off.job_ids()
     with pytest.raises(ConfigError, match="keep_warm.every_s"):
         load_config_text("keep_warm:\n  every_s: 2\n", file="c.yaml")
+
+
+def test_keep_warm_logs_an_outage_once_and_its_end():
+    import structlog
+    from structlog.testing import capture_logs
+    venue = PingVenue(fail=True)
+    jobs = SchedulerJobs(marketplace=venue, post=lambda ev: None, reconcile_targets=lambda: [])
+    with capture_logs() as logs:
+        for _ in range(4):
+            jobs.keep_warm()
+        venue.fail = False
+        jobs.keep_warm()
+    events = [entry["event"] for entry in logs]
+    assert venue.pings == 5
+    assert events.count("keep_warm_failed") == 1 and events.count("keep_warm_recovered") == 1
+    structlog.reset_defaults()

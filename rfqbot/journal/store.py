@@ -294,7 +294,8 @@ class Journal:
                 if self._batch_depth == 1:
                     self._flush_pending()
                     self._conn.execute("COMMIT")  # disk full may only show here (WAL frames written)
-                    self._commits_since_checkpoint += 1
+                    if self._batch_start is not None and self._last_seq != self._batch_start[0]:
+                        self._commits_since_checkpoint += 1   # an empty turn (a bare tick) wrote nothing
             except BaseException:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:

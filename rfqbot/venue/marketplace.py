@@ -98,7 +98,9 @@ class MarketPlace:
             raise TransportError("/api/v1/time", f"bad serverTime: {exc}") from None
 
     def ping(self) -> None:
-        self.rest.request("GET", "/api/v1/ping", signed=False)
+        """One ``GET /api/v1/ping``, no retries: a probe (and the keep-warm job) wants the answer
+        now, and a retry would only double the noise while the venue is down."""
+        self.rest.request("GET", "/api/v1/ping", signed=False, retries=0)
 
     # --- queries ----------------------------------------------------------------------------
 

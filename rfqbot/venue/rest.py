@@ -142,18 +142,21 @@ class RestClient:
     # --- the one request path -------------------------------------------------------------
 
     def request(self, method: str, path: str, params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), *,
-                signed: bool = True, kind: CallKind = "query", send_by_ms: int | None = None) -> Any:
+                signed: bool = True, kind: CallKind = "query", send_by_ms: int | None = None,
+                retries: int | None = None) -> Any:
         """Send one call and return its decoded JSON (``Decimal`` for every fractional number).
 
         ``kind="order"`` marks a state-changing call: paced at the order rate and never
         retried after it may have reached the venue. A ``-1021`` (timestamp outside
         recvWindow) means the venue refused it, so the clock is resynced and the call sent
-        once more.
+        once more. ``retries`` overrides ``query_retries`` for this call (a probe wants none).
         """
-        return self._request(method.upper(), path, _items(params), signed, kind, send_by_ms, resynced=False)
+        return self._request(method.upper(), path, _items(params), signed, kind, send_by_ms, resynced=False,
+                             max_retries=self.query_retries if retries is None else retries)
 
     def _request(self, method: str, path: str, items: list[tuple[str, str]], signed: bool, kind: CallKind,
-                 send_by_ms: int | None, *, resynced: bool) -> Any:
+                 send_by_ms: int | None, *, resynced: bool, max_retries: int | None = None) -> Any:
+        max_retries = self.query_retries if max_retries is None else max_retries
         retries = 0
         backoff: Backoff | None = None
         while True:
@@ -166,7 +169,7 @@ class RestClient:
                 self._resync(path)
             except _Retry as exc:
                 retries += 1
-                if retries > self.query_retries:
+                if retries > max_retries:
                     raise TransportError(path, f"{exc.reason} (gave up after {retries} attempts)") from None
                 backoff = backoff or Backoff(*self._backoff)
                 self.clock.sleep(backoff.next_delay())
