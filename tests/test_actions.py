@@ -251,3 +251,21 @@ def test_every_worker_thread_is_started_up_front():
     after = {t for t in threading.enumerate() if t.name.startswith("rfqbot-rest")} - before
     assert after == started          # submit() never had to start one
     assert actions.drain(5)
+
+
+def test_a_worker_thread_that_cannot_start_is_a_clear_error_and_nothing_is_left_waiting(monkeypatch):
+    real_start = threading.Thread.start
+    started = []
+
+    def start(self):
+        if self.name.startswith("rfqbot-rest") and started:
+            raise RuntimeError("can't start new thread")
+        started.append(self)
+        real_start(self)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="engine.accept_workers"):
+        RestActions(FakeMarket(ACK), lambda ev: None, workers=3, clock=FakeClock())
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    for thread in started:          # the one worker that did start was released, not left in the barrier
+        thread.join(5)
+        assert not thread.is_alive()

@@ -54,9 +54,16 @@ class RestActions:
         queueing (the pool shut down), and a failure to start threads stops the daemon at start.
         """
         ready = threading.Barrier(workers + 1, timeout=30)
-        for _ in range(workers):
-            self._pool.submit(ready.wait)
-        ready.wait()
+        try:
+            for _ in range(workers):
+                self._pool.submit(ready.wait)
+            ready.wait()
+        except (RuntimeError, threading.BrokenBarrierError) as exc:
+            ready.abort()   # threads already started stop waiting at once
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise RuntimeError(f"cannot start {workers} REST worker threads (engine.accept_workers): "
+                               f"{exc or type(exc).__name__}; lower engine.accept_workers or check the "
+                               "service's thread limit (TasksMax=)") from None
 
     # --- submitting ---------------------------------------------------------------------
 
