@@ -110,3 +110,4 @@ def test_quick_flag_shrinks_every_size() -> None:
     args = parse_args(["--quick"])
     assert isinstance(args, argparse.Namespace)
     assert (args.rfqs, args.frames, args.micro_iterations) == (20, 2000, 50)
+    assert args.interval_ms >= 100   # under the venue's 10 orders/s: the smoke run must not measure pacing
