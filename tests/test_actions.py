@@ -30,6 +30,9 @@ class FakeMarket:
             raise self.outcome
         return self.outcome
 
+    def begin_accept(self, rfq_id, quote_id, send_by_ms=None, action="accept"):
+        return None   # never "sent now": the worker sends (SendNowMarket below covers the other way)
+
     def accept_quote(self, rfq_id, quote_id, send_by_ms=None):
         return self._answer("accept", rfq_id, quote_id)
 

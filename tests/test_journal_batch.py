@@ -18,6 +18,13 @@ from rfqbot.journal.store import Journal
 from rfqbot.records import Quote, QuoteMode, RfqStatus, Side
 
 
+@pytest.fixture
+def journal(tmp_path):
+    opened = Journal(tmp_path / "j.db", FakeClock())
+    yield opened
+    opened.close()
+
+
 def _quote(n: int) -> Quote:
     return Quote(quote_id=f"q{n}", rfq_id=f"r{n % 3}", price=Decimal("65000.10") + n, buy_ccy="BTC",
                  sell_ccy="USDT", buy_amount=Decimal("0.1"), sell_amount=Decimal("6500.010"), lp_name=None,
@@ -87,22 +94,18 @@ def test_a_batched_burst_leaves_what_one_commit_per_row_leaves(tmp_path):
         many.close()
 
 
-def test_rows_of_an_open_batch_are_readable_and_a_failed_batch_leaves_none(tmp_path):
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        journal.append("first", source="test", payload={})
-        with pytest.raises(RuntimeError, match="burst failed"):
-            with journal.batch():
-                journal.append("frame.spot", source="public", payload={"price": Decimal("2")})
-                assert [r["kind"] for r in journal.query("SELECT kind FROM events ORDER BY seq")] == \
-                    ["first", "frame.spot"]
-                journal.append("frame.spot", source="public", payload={"price": Decimal("3")})
-                raise RuntimeError("burst failed")
-        assert [r["kind"] for r in journal.query("SELECT kind FROM events")] == ["first"]
-        journal.append("after", source="test", payload={})
-        assert journal.last_seq == 2 and journal.verify_chain() is None
-    finally:
-        journal.close()
+def test_rows_of_an_open_batch_are_readable_and_a_failed_batch_leaves_none(journal):
+    journal.append("first", source="test", payload={})
+    with pytest.raises(RuntimeError, match="burst failed"):
+        with journal.batch():
+            journal.append("frame.spot", source="public", payload={"price": Decimal("2")})
+            assert [r["kind"] for r in journal.query("SELECT kind FROM events ORDER BY seq")] == \
+                ["first", "frame.spot"]
+            journal.append("frame.spot", source="public", payload={"price": Decimal("3")})
+            raise RuntimeError("burst failed")
+    assert [r["kind"] for r in journal.query("SELECT kind FROM events")] == ["first"]
+    journal.append("after", source="test", payload={})
+    assert journal.last_seq == 2 and journal.verify_chain() is None
 
 
 # --- deferred projections: public rows' derived-table statements run as one executemany -----
@@ -152,55 +155,43 @@ def test_deferred_public_projections_leave_what_a_rebuild_and_row_by_row_leave(t
         many.close()
 
 
-def test_a_failing_deferred_statement_loses_only_its_own_rows_view(tmp_path, monkeypatch):
+def test_a_failing_deferred_statement_loses_only_its_own_rows_view(journal, monkeypatch):
     # The spot row whose pair is an object cannot be bound: the batch's executemany fails, is
     # undone and re-applied row by row, so the rows around it keep their views.
     import rfqbot.journal.apply as journal_module
 
     failed: list[int] = []
     monkeypatch.setattr(journal_module, "_projection_failed", lambda row, exc: failed.append(row.seq))
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        with journal.batch():
-            for n in range(3):
-                journal.append("frame.public_quote", source="public",
-                               payload={"quote": _quote(n), "raw": "{}", "received_ms": n})
-            journal.append("frame.spot", source="public", payload={"pair": {"not": "text"}, "price": Decimal(1)})
-            journal.append("frame.spot", source="public", payload={"pair": "BTC/USDT", "price": Decimal(2)})
-        assert failed == [4]
-        assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes ORDER BY 1")] == ["q0", "q1", "q2"]
-        assert [r["seq"] for r in journal.query("SELECT seq FROM reference_prices")] == [5]
-        assert journal.verify_chain() is None and journal.last_seq == 5
-    finally:
-        journal.close()
-
-
-def test_a_failed_batch_leaves_no_deferred_projection_behind(tmp_path):
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        with pytest.raises(RuntimeError, match="burst failed"):
-            with journal.batch():
-                journal.append("frame.public_quote", source="public",
-                               payload={"quote": _quote(1), "raw": "{}", "received_ms": 1})
-                raise RuntimeError("burst failed")
-        with journal.batch():
+    with journal.batch():
+        for n in range(3):
             journal.append("frame.public_quote", source="public",
-                           payload={"quote": _quote(2), "raw": "{}", "received_ms": 2})
-        assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes")] == ["q2"]
-        assert journal.verify_chain() is None
-    finally:
-        journal.close()
+                           payload={"quote": _quote(n), "raw": "{}", "received_ms": n})
+        journal.append("frame.spot", source="public", payload={"pair": {"not": "text"}, "price": Decimal(1)})
+        journal.append("frame.spot", source="public", payload={"pair": "BTC/USDT", "price": Decimal(2)})
+    assert failed == [4]
+    assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes ORDER BY 1")] == ["q0", "q1", "q2"]
+    assert [r["seq"] for r in journal.query("SELECT seq FROM reference_prices")] == [5]
+    assert journal.verify_chain() is None and journal.last_seq == 5
 
 
-def test_reads_inside_a_batch_see_the_deferred_projections(tmp_path):
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
+def test_a_failed_batch_leaves_no_deferred_projection_behind(journal):
+    with pytest.raises(RuntimeError, match="burst failed"):
         with journal.batch():
             journal.append("frame.public_quote", source="public",
                            payload={"quote": _quote(1), "raw": "{}", "received_ms": 1})
-            assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes")] == ["q1"]
-    finally:
-        journal.close()
+            raise RuntimeError("burst failed")
+    with journal.batch():
+        journal.append("frame.public_quote", source="public",
+                       payload={"quote": _quote(2), "raw": "{}", "received_ms": 2})
+    assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes")] == ["q2"]
+    assert journal.verify_chain() is None
+
+
+def test_reads_inside_a_batch_see_the_deferred_projections(journal):
+    with journal.batch():
+        journal.append("frame.public_quote", source="public",
+                       payload={"quote": _quote(1), "raw": "{}", "received_ms": 1})
+        assert [r["quote_id"] for r in journal.query("SELECT quote_id FROM quotes")] == ["q1"]
 
 
 def test_long_runs_go_in_as_multi_row_inserts_and_still_equal_row_by_row(tmp_path):
@@ -239,56 +230,44 @@ def test_multi_row_sql_only_for_one_row_inserts():
     assert _multi_row_sql("UPDATE decisions SET result_outcome = ? WHERE seq = ?", 2) is None
 
 
-def test_a_buffered_row_that_cannot_be_stored_fails_the_whole_batch_never_leaves_a_hole(tmp_path):
+def test_a_buffered_row_that_cannot_be_stored_fails_the_whole_batch_never_leaves_a_hole(journal):
     """A public row SQLite refuses with a non-SQLite error (an int past 64 bits) used to be
     dropped at the flush while the chain head had moved past it: the batch committed a chain
     with a hole. Now the batch fails whole (JournalError: the engine stops deciding, says why)."""
     from rfqbot.journal.store import JournalError
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        journal.append("first", source="test", payload={})
-        with pytest.raises(JournalError, match="buffered rows could not be written"):
-            with journal.batch():
-                journal.append("frame.spot", source="public", payload={"price": Decimal("2")}, venue_ms=10 ** 20)
-                journal.append("frame.best_quotes", source="private", payload={"quotes": []}, rfq_id="R1")
-        assert [r["kind"] for r in journal.query("SELECT kind FROM events")] == ["first"]
-        journal.append("after", source="test", payload={})
-        assert journal.last_seq == 2 and journal.verify_chain() is None
-    finally:
-        journal.close()
+    journal.append("first", source="test", payload={})
+    with pytest.raises(JournalError, match="buffered rows could not be written"):
+        with journal.batch():
+            journal.append("frame.spot", source="public", payload={"price": Decimal("2")}, venue_ms=10 ** 20)
+            journal.append("frame.best_quotes", source="private", payload={"quotes": []}, rfq_id="R1")
+    assert [r["kind"] for r in journal.query("SELECT kind FROM events")] == ["first"]
+    journal.append("after", source="test", payload={})
+    assert journal.last_seq == 2 and journal.verify_chain() is None
 
 
-def test_checkpoint_when_idle_runs_after_enough_commits_and_never_inside_a_batch(tmp_path):
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        journal.checkpoint_when_idle()
-        for n in range(7):
-            journal.append("x", source="test", payload={"n": n})
+def test_checkpoint_when_idle_runs_after_enough_commits_and_never_inside_a_batch(journal):
+    journal.checkpoint_when_idle()
+    for n in range(7):
+        journal.append("x", source="test", payload={"n": n})
+    assert journal.checkpoint_when_idle(min_commits=8) is False
+    journal.append("x", source="test", payload={"n": 7})
+    with journal.batch():
+        journal.append("y", source="test", payload={})
         assert journal.checkpoint_when_idle(min_commits=8) is False
-        journal.append("x", source="test", payload={"n": 7})
-        with journal.batch():
-            journal.append("y", source="test", payload={})
-            assert journal.checkpoint_when_idle(min_commits=8) is False
-        assert journal.checkpoint_when_idle(min_commits=8) is True
-        busy, wal_frames, copied = journal._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert busy == 0 and wal_frames == copied                 # everything already copied
-        assert journal.checkpoint_when_idle(min_commits=8) is False   # nothing new since
-        assert journal.verify_chain() is None
-    finally:
-        journal.close()
+    assert journal.checkpoint_when_idle(min_commits=8) is True
+    busy, wal_frames, copied = journal._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and wal_frames == copied                 # everything already copied
+    assert journal.checkpoint_when_idle(min_commits=8) is False   # nothing new since
+    assert journal.verify_chain() is None
 
 
-def test_empty_batches_do_not_count_towards_the_idle_checkpoint(tmp_path):
-    journal = Journal(tmp_path / "j.db", FakeClock())
-    try:
-        journal.append("x", source="test", payload={})
-        journal.checkpoint_when_idle(min_commits=1)
-        for _ in range(20):
-            with journal.batch():
-                pass                                  # a bare tick: nothing journaled
-        assert journal.checkpoint_when_idle(min_commits=1) is False
+def test_empty_batches_do_not_count_towards_the_idle_checkpoint(journal):
+    journal.append("x", source="test", payload={})
+    journal.checkpoint_when_idle(min_commits=1)
+    for _ in range(20):
         with journal.batch():
-            journal.append("y", source="test", payload={})
-        assert journal.checkpoint_when_idle(min_commits=1) is True
-    finally:
-        journal.close()
+            pass                                  # a bare tick: nothing journaled
+    assert journal.checkpoint_when_idle(min_commits=1) is False
+    with journal.batch():
+        journal.append("y", source="test", payload={})
+    assert journal.checkpoint_when_idle(min_commits=1) is True

@@ -119,11 +119,8 @@ class RestActions:
     def _send_now(self, rfq_id: str, quote_id: str, action: str,
                   send_by_ms: int | None) -> Callable[[], "AcceptAck"] | None:
         """The request written on this thread (returns what waits for its answer), or None."""
-        begin = getattr(self._market, "begin_accept", None)   # test doubles may not have it
-        if begin is None:
-            return None
         try:
-            answer: Callable[[], "AcceptAck"] | None = begin(rfq_id, quote_id, send_by_ms, action)
+            answer: Callable[[], "AcceptAck"] | None = self._market.begin_accept(rfq_id, quote_id, send_by_ms, action)
         except Exception as exc:  # noqa: BLE001 - a bug around the write: maybe sent, so never resent
             log.error("actions.send_now_failed", rfq_id=rfq_id, quote_id=quote_id, error=repr(exc))
             failure = exc

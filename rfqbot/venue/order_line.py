@@ -83,8 +83,8 @@ class OrderLine:
         """A pooled connection that is open and not dropped by the venue, or None (nothing
         taken): opening one would mean a TCP + TLS handshake on the calling thread."""
         pool = self.pool()
-        conn = pool._get_conn()
-        if conn.is_connected:
+        conn = pool._get_conn()   # closes a pooled connection the venue dropped (one poll)
+        if conn.sock is not None:
             return conn
         pool._put_conn(conn)
         return None

@@ -208,7 +208,6 @@ class RestClient:
         if not self.gate.try_send("order"):
             self._orders.give_back(conn)
             return None
-        self._sent.ms = self.clock.now_ms()
         report = _CallReport(self, method, path, items, "order")
         sent = self._orders.send(conn, method, data, write_timeout_s=ENGINE_WRITE_TIMEOUT_S)
         self._count_written("engine")

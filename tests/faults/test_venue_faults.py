@@ -126,7 +126,6 @@ def test_429_burst_pauses_requests_and_loses_nothing(make_sim: Callable[..., Sim
     wait_for(lambda: any(c["http_status"] == 429 for c in venue_calls(run.journal)), 10, "the first 429")
     with pytest.raises(RateLimited):
         run.daemon.marketplace.rest.request("GET", "/api/v1/time", signed=False)
-    refused_locally = 1
     # On its own (no reconciliation pushed by the test): the same quotes, accepted after the pause.
     wait_for(lambda: run.journal.status(rfq_id) == "successful", 20, "the RFQ to settle after the pause")
     row.recover_s = time.monotonic() - started
@@ -151,8 +150,8 @@ def test_429_burst_pauses_requests_and_loses_nothing(make_sim: Callable[..., Sim
                  and not any(c["seq"] < r["seq"] and c["seq"] > hit["seq"] and c["http_status"] == 429
                              for c in calls)]
         assert churn == [], f"accepts re-decided and refused locally inside the pause: {churn}"
-    row.note = (f"{len(limited)} x 429, a request asked for inside the pause refused locally "
-                f"({refused_locally}), pause 2 s (test setting; default 60 s)")
+    row.note = (f"{len(limited)} x 429, a request asked for inside the pause refused locally, "
+                "pause 2 s (test setting; default 60 s)")
     finish(row, run, sim, before, [rfq_id])
 
 
