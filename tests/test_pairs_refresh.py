@@ -53,6 +53,28 @@ def test_a_pair_missing_from_the_answer_counts_as_closed(h):
     assert h.actions.accepts == []
 
 
+def test_a_pair_listed_after_start_gets_market_context_from_then_on(h):
+    """Spot ticks and public quotes of a pair added by a refresh reach the strategies' context
+    (before the fix they were dropped until a restart: the market book knew only start's pairs)."""
+    from decimal import Decimal
+
+    from rfqbot.events import PublicQuote, SpotTick
+
+    def feed() -> None:
+        h.engine.handle(SpotTick(h.now, "ETHUSDT", Decimal("3500.5"), h.now, "trade", "{}"))
+        h.engine.handle(PublicQuote(h.now, h.quote("PQ1", "3501", rfq="OTHER", buy="ETH"), "{}"))
+
+    feed()
+    assert h.engine.market.context("ETH/USDT").references == {}
+    refreshed(h, BTC, ETH)
+    assert changes(h) == [{"changes": [], "added": ["ETH/USDT"]}]
+    feed()
+    context = h.engine.market.context("ETH/USDT")
+    assert context.references["spot"].price == Decimal("3500.5")
+    assert [q.quote_id for q in context.recent_quotes] == ["PQ1"]
+    assert h.engine.market.context("BTC/USDT").recent_quotes == ()   # nothing leaked to the old pair
+
+
 def test_an_empty_answer_is_ignored_and_journaled(h):
     h.update(RfqStatus.NEW)
     refreshed(h)

@@ -477,6 +477,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 changes.append({"pair": name, "from": old.trading_status, "to": new.trading_status})
         added = sorted(set(fresh) - set(self.pairs))
         self.pairs = fresh
+        # A pair listed after start gets market context (spot prices, public quotes) from now on.
+        self.market.add_pairs(fresh[name] for name in added)
         if changes or added:
             self._record("pairs.changed", "venue", {"changes": changes, "added": added})
             log.warning("engine.pairs_changed", changes=changes, added=added)

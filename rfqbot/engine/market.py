@@ -26,6 +26,17 @@ class MarketBook:
         self._quotes: dict[str, deque[Quote]] = {}
         self._keep = recent_quotes
 
+    def add_pairs(self, pairs: Iterable[Pair]) -> list[str]:
+        """Start keeping context for pairs the venue listed after start (a get-pairs refresh);
+        the names of those that were new. Known pairs keep their prices and quotes."""
+        added = []
+        for pair in pairs:
+            if pair.spot_symbol not in self._by_symbol:
+                self._by_symbol[pair.spot_symbol] = pair
+                self._pairs.append(pair)
+                added.append(pair.name)
+        return added
+
     @property
     def pairs(self) -> list[Pair]:
         return list(self._pairs)
