@@ -10,6 +10,7 @@ would leave); only the REST side is a recorder.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import io
 import json
@@ -20,7 +21,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rfqbot.clock import SystemClock, VenueClock
 from rfqbot.engine.loop import Engine
@@ -80,17 +81,53 @@ def _engine(directory: Path) -> tuple[Engine, Journal, RecordingActions]:
     return engine, journal, actions
 
 
-def run_micro(iterations: int = 2000, profile_path: Path | None = None) -> dict[str, Any]:
+IDLE_BEFORE_S = 0.15
+"""The pause before each "at RFQ pace" iteration: the tick benchmark's interval between RFQs."""
+
+
+@contextlib.contextmanager
+def _engine_thread(engine: Engine, events: "queue.Queue[Any]",
+                   profiler: cProfile.Profile | None = None) -> Iterator[None]:
+    """The engine's own ``run`` loop on a thread for the block (profiled on that thread if asked)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        if profiler:
+            profiler.enable()
+        try:
+            engine.run(events, stop, tick_s=0.25)
+        finally:
+            if profiler:
+                profiler.disable()
+
+    runner = threading.Thread(target=loop, name="micro-engine", daemon=True)
+    runner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(5)
+
+
+def run_micro(iterations: int = 2000, profile_path: Path | None = None,
+              paced_iterations: int | None = None) -> dict[str, Any]:
     """Whole path and parts, ``iterations`` distinct RFQs each; optional cProfile text output.
 
     The whole path is timed the way the daemon runs it: the frame is decoded on the calling
     thread (the stream thread's job), put on the queue, and the engine's own ``run`` loop
     journals, decides, commits and hands the accept over; the clock stops at that hand-over.
+
+    ``decision_path_at_rfq_pace`` is the same path with ``IDLE_BEFORE_S`` of idleness before
+    each frame (``paced_iterations`` of them, default a tenth of ``iterations``), as in the
+    tick benchmark and in production: back to back the code and data stay in the CPU caches,
+    after a pause they do not, and on a shared VM the same work then takes several times longer.
     """
+    paced = max(1, iterations // 10) if paced_iterations is None else paced_iterations
     with tempfile.TemporaryDirectory(prefix="rfqbot-micro-") as tmp:
         engine, journal, actions = _engine(Path(tmp))
         now_ms = int(time.time() * 1000)
-        texts = [best_quote_frame(i, now_ms) for i in range(iterations * 2)]
+        profiled = iterations if profile_path else 0
+        texts = [best_quote_frame(i, now_ms) for i in range(iterations * 2 + paced + profiled)]
         clock = SystemClock()
         decode_ns, whole_ns = [], []
         for text in texts[:iterations]:        # decode alone
@@ -98,33 +135,29 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None) -> dict[
             decode_frame("private", text, clock.now_ms())
             decode_ns.append(time.perf_counter_ns() - t0)
         events: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-        profiler = cProfile.Profile() if profile_path else None
 
-        def engine_thread() -> None:
-            if profiler:
-                profiler.enable()
-            try:
-                engine.run(events, stop, tick_s=0.25)
-            finally:
-                if profiler:
-                    profiler.disable()
+        def through_engine(text: str) -> int:
+            """decode + queue + strategy chain + journal commit + hand-over, in ns."""
+            actions.accepted.clear()
+            t0 = time.perf_counter_ns()
+            for event in decode_frame("private", text, clock.now_ms()):
+                events.put(event)
+            if not actions.accepted.wait(5):
+                raise RuntimeError("micro-benchmark: the engine did not accept within 5 s")
+            return actions.last_ns - t0
 
-        runner = threading.Thread(target=engine_thread, name="micro-engine", daemon=True)
-        runner.start()
-        try:
-            for text in texts[iterations:]:    # decode + queue + strategy chain + journal commit + hand-over
-                actions.accepted.clear()
-                t0 = time.perf_counter_ns()
-                for event in decode_frame("private", text, clock.now_ms()):
-                    events.put(event)
-                if not actions.accepted.wait(5):
-                    raise RuntimeError("micro-benchmark: the engine did not accept within 5 s")
-                whole_ns.append(actions.last_ns - t0)
-        finally:
-            stop.set()
-            runner.join(5)
-        if profiler and profile_path:
+        paced_ns: list[int] = []
+        with _engine_thread(engine, events):      # timed: never under the profiler
+            for text in texts[iterations:iterations * 2]:
+                whole_ns.append(through_engine(text))
+            for text in texts[iterations * 2:iterations * 2 + paced]:
+                time.sleep(IDLE_BEFORE_S)
+                paced_ns.append(through_engine(text))
+        if profile_path:                           # a separate pass, profiled, not timed
+            profiler = cProfile.Profile()
+            with _engine_thread(engine, events, profiler):
+                for text in texts[iterations * 2 + paced:]:
+                    through_engine(text)
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
             profile_path.write_text(out.getvalue(), encoding="utf-8")
@@ -135,10 +168,40 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None) -> dict[
             append_ns.append(time.perf_counter_ns() - t0)
         accepted = actions.accepts
         journal.close()
-    if accepted != iterations:
-        raise RuntimeError(f"micro-benchmark: expected {iterations} accepts, the engine queued {accepted}")
+    if accepted != iterations + paced + profiled:
+        raise RuntimeError(f"micro-benchmark: expected {iterations + paced + profiled} accepts, "
+                           f"the engine queued {accepted}")
     return {"iterations": iterations, "decision_path": latency_summary_ms(whole_ns),
+            "decision_path_at_rfq_pace": latency_summary_ms(paced_ns),
             "decode_only": latency_summary_ms(decode_ns), "journal_append_commit": latency_summary_ms(append_ns)}
+
+
+def _drain_through_engine(decoded: list[Any], profiler: cProfile.Profile | None = None) -> float:
+    """Seconds for a fresh engine's ``run`` loop to journal ``decoded`` from a pre-filled queue."""
+    with tempfile.TemporaryDirectory(prefix="rfqbot-ingest-") as tmp:
+        engine, journal, _ = _engine(Path(tmp))
+        events: queue.Queue[Any] = queue.Queue()
+        for event in decoded:
+            events.put(event)
+        stop = threading.Event()
+
+        def stop_when_drained() -> None:
+            while not events.empty():
+                time.sleep(0.005)
+            stop.set()
+
+        watcher = threading.Thread(target=stop_when_drained, name="ingest-watch", daemon=True)
+        t0 = time.perf_counter_ns()
+        watcher.start()
+        if profiler:
+            profiler.enable()
+        engine.run(events, stop, tick_s=0.25)
+        if profiler:
+            profiler.disable()
+        seconds = (time.perf_counter_ns() - t0) / 1e9
+        watcher.join(5)
+        journal.close()
+    return seconds
 
 
 def run_ingest_profile(frames: int = 20_000, profile_path: Path | None = None) -> dict[str, Any]:
@@ -155,31 +218,10 @@ def run_ingest_profile(frames: int = 20_000, profile_path: Path | None = None) -
     t0 = time.perf_counter_ns()
     decoded = [event for text in texts for event in decode_frame("public", text, clock.now_ms())]
     decode_s = (time.perf_counter_ns() - t0) / 1e9
-    with tempfile.TemporaryDirectory(prefix="rfqbot-ingest-") as tmp:
-        engine, journal, _ = _engine(Path(tmp))
-        events: queue.Queue[Any] = queue.Queue()
-        for event in decoded:
-            events.put(event)
-        stop = threading.Event()
-        profiler = cProfile.Profile() if profile_path else None
-
-        def stop_when_drained() -> None:
-            while not events.empty():
-                time.sleep(0.005)
-            stop.set()
-
-        watcher = threading.Thread(target=stop_when_drained, name="ingest-watch", daemon=True)
-        t0 = time.perf_counter_ns()
-        watcher.start()
-        if profiler:
-            profiler.enable()
-        engine.run(events, stop, tick_s=0.25)
-        if profiler:
-            profiler.disable()
-        engine_s = (time.perf_counter_ns() - t0) / 1e9
-        watcher.join(5)
-        journal.close()
-    if profiler and profile_path:
+    engine_s = _drain_through_engine(decoded)               # timed: never under the profiler
+    if profile_path:
+        profiler = cProfile.Profile()
+        _drain_through_engine(decoded, profiler)           # a separate pass, profiled, not timed
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
         profile_path.write_text(out.getvalue(), encoding="utf-8")

@@ -12,7 +12,8 @@ import math
 
 import pytest
 
-from benchmarks.micro import run_micro
+from benchmarks import micro
+from benchmarks.micro import run_micro, run_ingest_profile
 from benchmarks.report import markdown_table, write_results
 from benchmarks.run import Bench, parse_args, summarise
 from benchmarks.simhost import flood_frames, latency_rows
@@ -81,10 +82,22 @@ def test_summary_verdicts_follow_the_issue_targets() -> None:
                               "ingest_memory_under_80mb": True, "ingest_memory_flat": True}
 
 
-def test_micro_benchmark_runs_the_real_engine(tmp_path) -> None:
-    result = run_micro(iterations=20, profile_path=tmp_path / "profile.txt")
+def test_micro_benchmark_runs_the_real_engine(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(micro, "IDLE_BEFORE_S", 0.001)
+    result = run_micro(iterations=20, profile_path=tmp_path / "profile.txt", paced_iterations=3)
     assert result["decision_path"]["n"] == 20 and result["journal_append_commit"]["n"] == 20
+    assert result["decision_path_at_rfq_pace"]["n"] == 3
     assert "engine/loop.py" in (tmp_path / "profile.txt").read_text()
+
+
+def test_ingest_engine_profile_is_a_separate_pass_from_the_timed_one(tmp_path, monkeypatch) -> None:
+    passes = []
+    real = micro._drain_through_engine
+    monkeypatch.setattr(micro, "_drain_through_engine",
+                        lambda decoded, profiler=None: passes.append(profiler) or real(decoded, profiler))
+    result = run_ingest_profile(200, tmp_path / "ingest.txt")
+    assert passes[0] is None and passes[1] is not None   # timed without the profiler, then profiled
+    assert result["engine_journal_per_s"] > 0 and "engine/loop.py" in (tmp_path / "ingest.txt").read_text()
 
 
 def test_tiny_end_to_end_floor_run_writes_results(tmp_path) -> None:
