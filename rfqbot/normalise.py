@@ -64,6 +64,23 @@ def to_ms(value: Any, field: str = "timestamp") -> int | None:
     return int(number)
 
 
+MAX_DECIMAL_DIGITS = 60
+"""Largest magnitude (digits before the point) and precision (digits after it) a money field may
+have. Real prices and amounts are far inside; a value like ``1E-999999999`` is valid text but
+overflows the first ``quantize`` or comparison that meets it, deep in the engine: it is refused
+here, at the edge, as bad input."""
+
+
+def _bounded(result: Decimal, field: str, value: Any) -> Decimal:
+    if not result.is_finite():
+        raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
+    exponent = result.as_tuple().exponent
+    if result.adjusted() >= MAX_DECIMAL_DIGITS or (isinstance(exponent, int) and exponent < -MAX_DECIMAL_DIGITS):
+        raise NormaliseError(f"{field}: {str(value)[:40]!r} has more than {MAX_DECIMAL_DIGITS} digits before or "
+                             "after the point; not a price or amount")
+    return result
+
+
 def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
     """Return money as ``Decimal`` from a JSON string or number; ``None``/``""`` mean not given.
 
@@ -77,9 +94,7 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
             result = Decimal(value.strip())
         except InvalidOperation:
             raise NormaliseError(f"{field}: expected a decimal number, got {value!r}") from None
-        if not result.is_finite():
-            raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
-        return result
+        return _bounded(result, field, value)
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -95,9 +110,7 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
         result = Decimal(repr(value))
     else:
         raise NormaliseError(f"{field}: expected a decimal number, got {type(value).__name__}")
-    if not result.is_finite():
-        raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
-    return result
+    return _bounded(result, field, value)
 
 
 def to_int(value: Any, field: str = "value") -> int | None:

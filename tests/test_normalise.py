@@ -41,6 +41,32 @@ def test_to_decimal_refuses_what_is_not_money(bad):
         to_decimal(bad, "price")
 
 
+@pytest.mark.parametrize("absurd", ["1E-999999999", "1e70", "0E-99999999", "1" * 61, Decimal("1E+100"), 1e70])
+def test_to_decimal_refuses_absurd_magnitudes_at_the_edge(absurd):
+    """Valid decimal text whose size no price or amount has: it would overflow the engine's first
+    quantize or comparison and cost the whole frame there, with an unclear error."""
+    with pytest.raises(NormaliseError, match="more than 60 digits"):
+        to_decimal(absurd, "price")
+
+
+def test_to_decimal_keeps_the_widest_real_values():
+    assert to_decimal("1" * 60) == Decimal("1" * 60)
+    assert to_decimal("0." + "0" * 59 + "1") == Decimal("1E-60")
+
+
+def test_a_best_quote_with_an_absurd_price_is_a_rejected_frame_not_an_engine_error(tmp_path):
+    import json
+
+    from benchmarks.micro import best_quote_frame
+    from rfqbot.events import RejectedFrame
+    from rfqbot.streams.wire import decode_frame
+
+    frame = json.loads(best_quote_frame(1, 1_795_255_342_877))
+    frame["data"][0]["price"] = "1E-999999999"
+    [event] = decode_frame("private", json.dumps(frame), 1_795_255_342_877)
+    assert isinstance(event, RejectedFrame) and "price" in event.reason and "1E-999999999" in event.raw
+
+
 def test_to_text():
     assert to_text("MPQ1") == "MPQ1" and to_text("") is None and to_text(None) is None and to_text(7) == "7"
     with pytest.raises(NormaliseError):
