@@ -120,6 +120,8 @@ class Daemon:
             "journal_failure": None if engine is None else engine.journal_failure,
             "open_rfqs": None if engine is None else _open_rfqs_without_lock(engine),
             "banned": self.banned is not None,
+            # Seconds left of a venue 429 pause (every request waits for it), 0 when not paused.
+            "paused_for_s": 0.0 if self.marketplace is None else round(self.marketplace.rest.gate.paused_for(), 1),
             # Order requests written on the engine thread right after the commit, or by a REST
             # worker (no warm connection or pacing room then; see keep_warm).
             "orders_sent": None if self.marketplace is None else dict(self.marketplace.rest.orders_written),

@@ -253,6 +253,8 @@ def test_helpers() -> None:
     assert status_line(HEALTHY, "ready") == ("ready; streams public=subscribed private=subscribed; "
                                              "listen key 2 min; open RFQs 2")
     assert status_line({}, "starting") == "starting; streams public=- private=-; listen key -; open RFQs -"
+    assert status_line({**HEALTHY, "paused_for_s": 59.6}, "ready").endswith("; PAUSED by the venue (HTTP 429) 60 s")
+    assert "PAUSED" not in status_line({**HEALTHY, "paused_for_s": 0.0}, "ready")
 
 
 # --- integration: a real daemon against the TLS simulator ---------------------------------------

@@ -94,6 +94,34 @@ def test_fresh_status_file_means_running(tmp_path: Path) -> None:
     assert status_file_path(settings) == tmp_path / "journal.status.json"
 
 
+@pytest.mark.parametrize("trouble, first_line", [
+    ({"paused_for_s": 42.4}, "PAUSED by the venue (HTTP 429): requests resume in 42 s"),
+    ({"banned": True, "paused_for_s": 42.4}, "BANNED (HTTP 418): the venue banned this IP"),
+    ({"journal_failure": "OperationalError: disk I/O error", "banned": True},
+     "NOT DECIDING: journal write failed (OperationalError: disk I/O error)"),
+])
+def test_a_running_daemon_that_cannot_trade_says_so_on_the_first_line(tmp_path: Path, trouble, first_line) -> None:
+    settings = settings_for(tmp_path)
+    now = SystemClock().now_ms()
+    write_status_file(status_file_path(settings), {**HEALTHY, **trouble}, now_ms=now - 1000, ready=True)
+    report = build_report(settings, now)
+    assert report.running and report.state == "running"
+    assert format_report(report)[0].startswith(f"daemon:            running ({first_line}")
+    assert report.as_dict()["paused_for_s"] == trouble.get("paused_for_s")
+
+
+def test_daemon_health_reports_the_venue_pause(tmp_path: Path) -> None:
+    from rfqbot.daemon import Daemon
+
+    from types import SimpleNamespace
+
+    daemon = Daemon(settings_for(tmp_path), Credentials("k" * 16, "s" * 16, source="test"))
+    assert daemon.health()["paused_for_s"] == 0.0   # not started: no venue client yet
+    gate = SimpleNamespace(paused_for=lambda: 12.34)
+    daemon.marketplace = SimpleNamespace(rest=SimpleNamespace(gate=gate, orders_written={}))  # type: ignore[assignment]
+    assert daemon.health()["paused_for_s"] == 12.3
+
+
 def test_old_status_file_means_stale(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     now = SystemClock().now_ms()

@@ -58,6 +58,9 @@ def status_line(health: Mapping[str, Any], phase: str) -> str:
         parts.append("BANNED (HTTP 418)")
     if health.get("journal_failure"):
         parts.append("NOT DECIDING: journal write failed")
+    paused = health.get("paused_for_s")
+    if isinstance(paused, (int, float)) and paused > 0:
+        parts.append(f"PAUSED by the venue (HTTP 429) {paused:.0f} s")
     return "; ".join(parts)
 
 

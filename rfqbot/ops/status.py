@@ -96,6 +96,7 @@ class StatusReport:
             "pid": (self.heartbeat or {}).get("pid"), "uptime_s": health.get("uptime_s"),
             "streams": health.get("streams") or {}, "listen_key_age_s": (health.get("listen_key") or {}).get("age_s"),
             "engine_loop_age_s": health.get("engine_loop_age_s"), "banned": health.get("banned"),
+            "paused_for_s": health.get("paused_for_s"), "journal_failure": health.get("journal_failure"),
             "open_rfqs": self.counts.open_rfqs, "accepts_outstanding": self.counts.accepts_outstanding,
             "unknown_outcomes": self.counts.unknown_outcomes, "accepts_today": self.counts.accepts_today,
             "accepts_confirmed_today": self.counts.accepts_confirmed_today,
@@ -186,8 +187,24 @@ def build_report(settings: Any, now_ms: int) -> StatusReport:
     else:
         report.running = True
         report.state = "running" if heartbeat.get("ready") else "starting"
-        report.detail = "ready" if heartbeat.get("ready") else "not ready yet (waiting for streams or listen key)"
+        report.detail = _trading_detail(heartbeat.get("health") or {}) or (
+            "ready" if heartbeat.get("ready") else "not ready yet (waiting for streams or listen key)")
     return report
+
+
+def _trading_detail(health: Mapping[str, Any]) -> str | None:
+    """What keeps a running daemon from trading, worst first; None when nothing does.
+
+    On the first line of ``rfqbot status`` because a process that is up but cannot trade is
+    the thing an operator glancing at it must not miss."""
+    if health.get("journal_failure"):
+        return f"NOT DECIDING: journal write failed ({health['journal_failure']}); free the disk, then restart"
+    if health.get("banned"):
+        return "BANNED (HTTP 418): the venue banned this IP; nothing is sent until a human acts and restarts"
+    paused = health.get("paused_for_s")
+    if isinstance(paused, (int, float)) and paused > 0:
+        return f"PAUSED by the venue (HTTP 429): requests resume in {paused:.0f} s"
+    return None
 
 
 def _age(value: Any, unit: str = "s") -> str:
