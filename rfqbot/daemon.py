@@ -25,7 +25,7 @@ from rfqbot.engine.loop import Engine
 from rfqbot.engine.inbox import EventQueue
 from rfqbot.errors import Banned, ConfigError, RateLimited, TransportError, VenueError
 from rfqbot.events import Event, Note, ReloadRequested, ShutdownRequested, StreamStatus
-from rfqbot.journal.store import Journal
+from rfqbot.journal.store import Journal, JournalError, JournalLocked
 from rfqbot.streams.listenkey import ListenKeyKeeper
 from rfqbot.venue.marketplace import MarketPlace
 from rfqbot.records import Pair
@@ -333,7 +333,14 @@ def _open_journal(path: str | Path, clock: Clock, synchronous: str = "full") -> 
     except OSError as exc:
         raise ConfigError(f"cannot create the journal's folder {target.parent}: {exc}; point journal.path "
                           "at a writable place (systemd: StateDirectory=rfqbot)", key="journal.path") from None
-    return Journal(target, clock, synchronous=synchronous)
+    try:
+        return Journal(target, clock, synchronous=synchronous)
+    except JournalLocked:
+        raise   # another writer: it may stop, so a restart may succeed
+    except JournalError as exc:
+        # Permissions, a read-only filesystem, a network disk refusing WAL, a newer schema: a
+        # restart cannot fix any of them, so exit 78 and let systemd stop trying.
+        raise ConfigError(str(exc), key="journal.path") from None
 
 
 def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
@@ -397,7 +404,7 @@ def serve(daemon: Daemon, *, duration_s: float | None = None,
             if deadline is not None and daemon.clock.monotonic() >= deadline:
                 break
     finally:
-        daemon.stop("signal" if term.is_set() and not failure else "finished")
+        daemon.stop("start failed" if failure else "signal" if term.is_set() else "finished")
         starter.join(timeout=5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -166,6 +166,32 @@ def test_missing_credentials_exit_78(config: str, capsys, monkeypatch: pytest.Mo
     assert code == 78 and "RFQBOT_API_SECRET" in err and err.count("\n") == 1
 
 
+def test_run_with_a_journal_path_it_cannot_open_exits_78_and_logs_the_true_stop_reason(
+        config: str, capsys, tmp_path) -> None:
+    """A journal that cannot be opened (here: the path is a folder) is not fixed by a restart:
+    exit 78 (systemd's RestartPreventExitStatus) naming journal.path, not 1 and a restart loop."""
+    folder = tmp_path / "journal-is-a-folder"
+    folder.mkdir()
+    with open(config, "a", encoding="utf-8") as out:
+        out.write(f'journal:\n  path: "{folder}"\n')
+    code, out, err = run(capsys, "run", "--config", config)
+    assert code == 78
+    assert "journal.path" in err and "cannot open journal" in err and err.count("rfqbot: error:") == 1
+    assert '"reason": "start failed"' in out + err and '"reason": "finished"' not in out + err
+
+
+def test_a_status_file_never_written_is_not_removed(tmp_path) -> None:
+    """A start that failed before the first status write must not warn that removing it failed
+    (on a read-only folder the unlink itself fails even for a missing file)."""
+    from rfqbot.ops.status import remove_status_file
+
+    class Unremovable(type(tmp_path)):  # type: ignore[misc]
+        def unlink(self, missing_ok: bool = False) -> None:
+            raise OSError(30, "Read-only file system")
+
+    remove_status_file(Unremovable(tmp_path / "never-written.status.json"))
+
+
 def test_check_config_ok_and_redacted(config: str, capsys) -> None:
     code, out, _ = run(capsys, "check-config", "--config", config)
     assert code == 0

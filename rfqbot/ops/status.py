@@ -57,8 +57,12 @@ def write_status_file(path: Path, health: Mapping[str, Any], *, now_ms: int, rea
 
 
 def remove_status_file(path: Path) -> None:
-    """On a clean stop: no file means "not running" rather than "hung since ...". """
-    path.unlink(missing_ok=True)
+    """On a clean stop: no file means "not running" rather than "hung since ...".
+
+    Nothing to do when there is no file (a start that failed before the first write): asking
+    to unlink it anyway fails on a read-only folder and logged a misleading warning."""
+    if path.exists():
+        path.unlink(missing_ok=True)
 
 
 @dataclass
