@@ -235,14 +235,18 @@ class Daemon:
             log.error("daemon.reload_rejected", error=error)
             self.post(ReloadRequested(self.clock.now_ms(), settings=None, error=error))
             return False
-        self.post(ReloadRequested(self.clock.now_ms(), settings=new))
+        later = restart_only_changes(self.settings, new)
+        if later:
+            log.warning("daemon.reload_restart_needed", sections=later,
+                        fix="a reload applies strategies and risk only; restart rfqbot to apply these")
+        self.post(ReloadRequested(self.clock.now_ms(), settings=new, restart_needed=tuple(later)))
         log.info("daemon.reload_requested", file=file)
         return True
 
     def _on_engine_entry(self, kind: str, payload: dict[str, Any]) -> None:
         """Tell listeners a reload's outcome once the engine has applied (or refused) it."""
         if kind == "reload.applied":
-            self._emit("reloaded", ok=True)
+            self._emit("reloaded", ok=True, restart_needed=payload.get("restart_needed") or [])
         elif kind == "reload.rejected":
             self._emit("reloaded", ok=False, error=str(payload.get("error", "")))
 
@@ -324,6 +328,20 @@ def _open_rfqs_without_lock(engine: Engine) -> int | None:
         return sum(1 for rfq in list(engine.rfqs.values()) if rfq.is_open)
     except RuntimeError:  # the dict was resized mid-copy: report nothing rather than wait
         return None
+
+
+RELOADABLE_SECTIONS = frozenset({"strategies", "risk"})
+
+
+def restart_only_changes(running: Any, new: Any) -> list[str]:
+    """Top-level config sections that differ in ``new`` but a reload does not apply.
+
+    A SIGHUP swaps strategies and risk; everything else (venue, journal, streams, schedules...)
+    is read at start. Saying "reload applied" while a changed journal.path is silently ignored
+    would mislead the operator, so the reload names what still needs a restart."""
+    fields = getattr(type(running), "model_fields", {})
+    return [name for name in fields
+            if name not in RELOADABLE_SECTIONS and getattr(running, name, None) != getattr(new, name, None)]
 
 
 def _open_journal(path: str | Path, clock: Clock, synchronous: str = "full") -> Journal:

@@ -222,6 +222,8 @@ class ReloadRequested:
     received_ms: int
     settings: Any = None
     error: str = ""
+    # Changed sections a reload does not apply (all but strategies and risk): they need a restart.
+    restart_needed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

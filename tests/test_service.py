@@ -165,6 +165,9 @@ def test_full_lifecycle_order_and_no_watchdog_while_stalled(receiver: NotifyRece
     assert int(reloading[1].split("=")[1]) > 0
     monitor.on_lifecycle("reloaded", {"ok": True})
     assert receiver.drain()[-1] == ["READY=1", "STATUS=reload applied"]
+    monitor.on_lifecycle("reloading", {})
+    monitor.on_lifecycle("reloaded", {"ok": True, "restart_needed": ["journal", "venue"]})
+    assert receiver.drain()[-1] == ["READY=1", "STATUS=reload applied; restart needed for journal, venue"]
 
     monitor.on_lifecycle("stopping", {"reason": "signal"})
     assert receiver.drain()[-1] == ["STOPPING=1", "STATUS=stopping: signal"]

@@ -532,7 +532,10 @@ class Engine(DecisionHandlers, PassiveHandlers):
             log.error("engine.reload_rejected", error=str(exc))
             return
         self.chains, self.risk, self.kill_switch = chains, risk, KillSwitch(risk.kill_switch_file)
-        self._record("reload.applied", "reload", {"strategies": chains.describe(), "risk": risk})
+        payload: dict[str, Any] = {"strategies": chains.describe(), "risk": risk}
+        if ev.restart_needed:
+            payload["restart_needed"] = list(ev.restart_needed)
+        self._record("reload.applied", "reload", payload)
         log.info("engine.reloaded", pairs=chains.pairs)
 
     def _on_shutdown(self, ev: ShutdownRequested) -> None:

@@ -119,6 +119,8 @@ class ServiceMonitor:
                     return
                 self.phase = "ready"
             outcome = "reload applied" if details.get("ok") else f"reload rejected: {details.get('error', '')}"
+            if details.get("ok") and details.get("restart_needed"):
+                outcome += "; restart needed for " + ", ".join(details["restart_needed"])
             self._send("READY=1", "STATUS=" + outcome[:200])
         elif stage == "stopping":
             with self._lock:

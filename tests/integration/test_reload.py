@@ -82,3 +82,38 @@ def test_reload_of_a_broken_file_reports_the_reason_and_keeps_running(
     assert not run.daemon.request_reload(str(missing))
     wait_for(lambda: sum(s == "reloaded" for s, _ in stages) == 2, what="second reloaded stage")
     assert run.daemon.engine is not None and run.daemon.engine.deciding
+
+
+def test_reload_names_changed_sections_it_cannot_apply(
+        sim: Simulator, settings_for: Callable[..., Settings], start_daemon: Callable[..., RunningDaemon],
+        tmp_path: Path) -> None:
+    """A SIGHUP applies strategies and risk only; a changed journal.path (or venue, streams...) is
+    named as needing a restart in the log, the journal and the systemd status, not ignored in silence."""
+    from rfqbot.config.schema import load_config
+    from rfqbot.daemon import restart_only_changes
+
+    run = start_daemon(settings_for(sim, strategies=LIMIT), sim)
+    stages = _listen(run.daemon)
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(daemon_yaml(sim, tmp_path / "elsewhere" / "journal.db", strategies=LIMIT))
+    expected = restart_only_changes(run.daemon.settings, load_config(str(moved)))
+    assert "journal" in expected and "strategies" not in expected and "risk" not in expected
+    assert run.daemon.request_reload(str(moved))
+    wait_for(lambda: any(s == "reloaded" for s, _ in stages), what="reloaded stage")
+    (details,) = [d for s, d in stages if s == "reloaded"]
+    assert details["ok"] is True and details["restart_needed"] == expected
+    applied = wait_for(lambda: run.journal.events("reload.applied"), what="reload.applied journaled")
+    assert applied[-1]["payload"]["restart_needed"] == expected
+
+
+def test_restart_only_changes_ignores_strategies_and_risk() -> None:
+    from rfqbot.config.schema import load_config_text
+    from rfqbot.daemon import restart_only_changes
+
+    base = load_config_text("risk:\n  max_open_rfqs: 5\n", file="a.yaml")
+    same_but_tuned = load_config_text("risk:\n  max_open_rfqs: 7\nstrategies:\n  BTC/USDT:\n"
+                                      "    - use: price_limit\n      limit_price: '1'\n", file="b.yaml")
+    assert restart_only_changes(base, same_but_tuned) == []
+    moved = load_config_text("journal:\n  path: /tmp/other.db\nkeep_warm:\n  every_s: 0\n", file="c.yaml")
+    assert restart_only_changes(base, moved) == ["journal", "keep_warm"]
+
