@@ -223,3 +223,20 @@ def test_a_failed_v3_upgrade_leaves_v2(tmp_path: Path, monkeypatch: pytest.Monke
         Journal(path, FakeClock())
     assert _rows(path, "PRAGMA user_version") == [(2,)]
     assert _rows(path, "SELECT lp_name FROM quotes WHERE quote_id = 'MPQ4'") == [(None,)]
+
+
+def test_opening_logs_one_line_for_a_new_journal_and_one_per_upgrade(tmp_path: Path) -> None:
+    """A brand-new journal said journal.migrated three times (v1, v2, v3): it was created."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as created:
+        Journal(tmp_path / "new.db", FakeClock()).close()
+    assert [(e["event"], e["version"]) for e in created] == [("journal.created", SCHEMA_VERSION)]
+    path = v1_journal(tmp_path)
+    with capture_logs() as upgraded:
+        Journal(path, FakeClock()).close()
+    assert [(e["event"], e["from_version"], e["version"]) for e in upgraded
+            if e["event"] in ("journal.created", "journal.migrated")] == [("journal.migrated", 1, SCHEMA_VERSION)]
+    with capture_logs() as reopened:
+        Journal(path, FakeClock()).close()
+    assert [e for e in reopened if e["event"] in ("journal.created", "journal.migrated")] == []

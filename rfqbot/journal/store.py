@@ -218,7 +218,10 @@ class Journal:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            log.info("journal.migrated", path=str(self.path), version=target)
+        if version == 0:
+            log.info("journal.created", path=str(self.path), version=SCHEMA_VERSION)
+        elif version < SCHEMA_VERSION:   # one line per upgrade, not one per schema step
+            log.info("journal.migrated", path=str(self.path), from_version=version, version=SCHEMA_VERSION)
 
     @property
     def schema_version(self) -> int:
