@@ -172,23 +172,26 @@ class Param:
     minimum: Decimal | int | None = None
     maximum: Decimal | int | None = None
     choices: tuple[str, ...] | None = None
+    # Exclusive lower bound: a price must be greater than 0, and "at least 0" would say 0 is fine.
+    above: Decimal | int | None = None
 
     @property
     def required(self) -> bool:
         return self.default is _REQUIRED
 
     def describe(self) -> str:
-        """What is allowed, for error messages and the strategy reference."""
-        text = {"decimal": "a decimal number (e.g. 70000.5)", "int": "an integer",
-                "str": "text", "bool": "true or false", "str_list": "a list of names",
-                "decimal_map": "a mapping of currency to decimal number (e.g. {BTC: 0.5})"}[self.kind]
+        """What is allowed, for error messages and the strategy reference: one wording whether the
+        value was not a number or out of range, bounds before the example so they read as one."""
+        text = {"decimal": "a decimal number", "int": "an integer", "str": "text", "bool": "true or false",
+                "str_list": "a list of names", "decimal_map": "a mapping of currency to decimal number"}[self.kind]
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.minimum is not None:
-            text += f", at least {self.minimum}"
-        if self.maximum is not None:
-            text += f", at most {self.maximum}"
-        return text
+        bounds = [f"{word} {bound}" for word, bound in (("greater than", self.above), ("at least", self.minimum),
+                                                        ("at most", self.maximum)) if bound is not None]
+        if bounds:
+            text += " " + " and ".join(bounds)
+        example = {"decimal": "70000.5", "decimal_map": "{BTC: 0.5}"}.get(self.kind)
+        return f"{text} (e.g. {example})" if example and not self.choices else text
 
     def convert(self, value: Any, key: str, file: str | None) -> Any:
         """Validate and convert a YAML value; raise ConfigError(key=...) saying what is allowed."""
@@ -211,7 +214,7 @@ class Param:
                     raise bad(f"currency {ccy!r} is not upper-case letters and digits like BTC")
                 if number is None:
                     raise bad(f"{ccy}: got {amount!r}")
-                if self.minimum is not None and number < self.minimum:
+                if not self._in_bounds(number):
                     raise bad(f"{ccy}: got {amount!r}")
                 result[ccy] = number
             return MappingProxyType(result)
@@ -233,11 +236,14 @@ class Param:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise bad(f"got {value!r}")
             result = tuple(value)
-        if self.minimum is not None and result < self.minimum:
-            raise bad(f"got {value!r}")
-        if self.maximum is not None and result > self.maximum:
+        if not self._in_bounds(result):
             raise bad(f"got {value!r}")
         return result
+
+    def _in_bounds(self, number: Any) -> bool:
+        """Within ``above`` (exclusive), ``minimum`` and ``maximum`` (inclusive), where given."""
+        return ((self.above is None or number > self.above) and (self.minimum is None or number >= self.minimum)
+                and (self.maximum is None or number <= self.maximum))
 
 
 def _exact_decimal(value: Any) -> Decimal | None:

@@ -26,13 +26,14 @@ class PriceLimit(Strategy):
     name = "price_limit"
     params = (
         Param("limit_price", "decimal", "worst acceptable price, quote currency per unit of base",
-              minimum=Decimal("0")),
+              above=Decimal("0")),
     )
     limit_price: Decimal
 
     def check(self) -> None:
+        # The Param bound catches this in YAML; this is for a PriceLimit built in code.
         if self.limit_price <= 0:
-            raise ValueError(f"limit_price must be positive, got {self.limit_price}")
+            raise ValueError(f"limit_price must be greater than 0, got {self.limit_price}")
 
     def evaluate(self, ctx: DecisionContext) -> Verdict:
         buying = ctx.rfq.side is Side.BUY_BASE
@@ -214,7 +215,7 @@ class ManualQuotes(Strategy):
     name = "manual_quotes"
     params = (
         Param("limit_price", "decimal", "worst acceptable price for a manual quote", default=None,
-              minimum=Decimal(0)),
+              above=Decimal(0)),
         Param("inside", "str", "manual quotes within the limit: accept (allowed) or leave (never accepted)",
               default="accept", choices=("accept", "leave")),
         Param("outside", "str", "manual quotes beyond the limit: decline at the venue or leave to expire",

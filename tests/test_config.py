@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import trustme
 
 from rfqbot.config.schema import (Credentials, load_config, load_config_text, load_credentials, parse_duration,
                            redacted_dict, resolve_config_path)
@@ -39,6 +40,36 @@ def test_empty_file_gives_defaults() -> None:
 
 def test_empty_section_means_defaults() -> None:
     assert load_config_text("risk:\nvenue:\n", file="c.yaml").risk.max_open_rfqs == 20
+
+
+def test_empty_mapping_or_list_key_means_its_default() -> None:
+    """As for sections (README, Configuration): entries all commented out is the default."""
+    settings = load_config_text(textwrap.dedent("""\
+        risk:
+          max_rfq_amount:
+            # BTC: "1"
+          daily_notional:
+        streams:
+          spot_symbols:
+          public_topics:
+        """), file="c.yaml")
+    assert settings.risk.max_rfq_amount == {} and settings.risk.daily_notional == {}
+    assert settings.streams.spot_symbols == [] and settings.streams.public_topics == ["rfqs", "quotes"]
+
+
+def test_empty_misspelt_section_is_still_an_unknown_key() -> None:
+    err = error_of("rsik:\n  # max_open_rfqs: 5\n")
+    assert (err.key, err.line) == ("rsik", 1) and "did you mean 'risk'?" in str(err)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("strategies:\n  BTC/USDT:\n    # - use: price_limit\n", "strategies.BTC/USDT"),
+    ("rfqs:\n  -\n", "rfqs[0]"),
+])
+def test_empty_value_without_a_default_says_it_is_empty(text: str, key: str) -> None:
+    err = error_of(text)
+    assert (err.key, err.line) == (key, 2)
+    assert str(err) == f"c.yaml:2: {key}: is empty (every line under it commented out?); give it its entries, or remove it"
 
 
 def test_floats_are_exact_decimals() -> None:
@@ -175,7 +206,7 @@ def test_plain_http_only_to_loopback() -> None:
 
 def test_overrides_apply_to_profile(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    trustme.CA().cert_pem.write_to_path(str(ca))  # ca_file is loaded as a CA when checked
     settings = load_config_text(textwrap.dedent(f"""\
         venue:
           name: hashkey-sg
@@ -283,7 +314,7 @@ def test_the_documented_simulator_venue_section_works(tmp_path, monkeypatch) -> 
     section = doc.split("### Pointing rfqbot at the simulator", 1)[1]
     yaml_block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "rfqbot-sim-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "rfqbot-sim-ca.pem"))
     profile = load_config_text(yaml_block, file="c.yaml").profile()
     from rfqbot.sim.cli import CLI_DEFAULT_PORT, cli_defaults
     from rfqbot.sim.server import CA_FILE_NAME

@@ -125,7 +125,8 @@ def test_chainset_falls_back_to_star_and_missing_pair_has_none():
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": "abc"}]}, "strategies.BTC/USDT[0].limit_price",
      "decimal number"),
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": 7.5}]}, "strategies.BTC/USDT[0].limit_price", "binary float"),
-    ({"BTC/USDT": [{"use": "price_limit", "limit_price": "0"}]}, "strategies.BTC/USDT[0]", "positive"),
+    ({"BTC/USDT": [{"use": "price_limit", "limit_price": "0"}]}, "strategies.BTC/USDT[0].limit_price",
+     "got '0'; limit_price must be a decimal number greater than 0 (e.g. 70000.5)"),
     ({"BTC/USDT": [{"use": "price_limit", "limit_price": "1", "limt": 2}]}, "strategies.BTC/USDT[0].limt",
      "allowed: limit_price"),
     ({"BTC/USDT": [{"use": "nope"}]}, "strategies.BTC/USDT[0].use", "built-ins are"),
@@ -164,6 +165,23 @@ def test_user_strategy_by_module_path(tmp_path, monkeypatch):
 
 def test_param_describe_mentions_bounds():
     assert "at least 0" in Param("x", "int", "doc", minimum=0).describe()
+    assert Param("x", "decimal", "doc", above=Decimal(0)).describe() == "a decimal number greater than 0 (e.g. 70000.5)"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", Decimal("0"), Decimal("-0.5")])
+def test_price_limit_says_the_same_thing_for_a_non_number_and_for_zero_or_below(value):
+    """One wording whatever is wrong: 'abc' used to say "at least 0" and 0 "must be positive"."""
+    with pytest.raises(ConfigError) as err:
+        compile_chains({"BTC/USDT": [{"use": "price_limit", "limit_price": value}]}, file="cfg.yaml")
+    assert err.value.key == "strategies.BTC/USDT[0].limit_price"
+    assert err.value.detail == f"got {value!r}; limit_price must be a decimal number greater than 0 (e.g. 70000.5)"
+
+
+def test_price_limit_built_in_code_also_refuses_zero():
+    from strategies.builtin import PriceLimit
+
+    with pytest.raises(ValueError, match="limit_price must be greater than 0, got 0"):
+        PriceLimit(limit_price=Decimal(0))
 
 
 def test_documented_example_strategy():

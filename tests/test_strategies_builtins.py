@@ -4,6 +4,7 @@ decimal parameters straight from the YAML loader."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -168,6 +169,13 @@ def test_size_limits_unknown_amount_rejects_and_other_currencies_ignored():
     ({"use": "reference_band", "max_bps": "5", "source": "mid"}, "strategies.BTC/USDT[0].source", "public_quotes"),
     ({"use": "wait_for_quotes", "min_quotes": 0}, "strategies.BTC/USDT[0].min_quotes", "at least 1"),
     ({"use": "manual_quotes"}, "strategies.BTC/USDT[0]", "needs limit_price"),
+    ({"use": "manual_quotes", "limit_price": "0"}, "strategies.BTC/USDT[0].limit_price",
+     "limit_price must be a decimal number greater than 0 (e.g. 70000.5)"),
+    ({"use": "manual_quotes", "limit_price": "x"}, "strategies.BTC/USDT[0].limit_price",
+     "limit_price must be a decimal number greater than 0 (e.g. 70000.5)"),
+    ({"use": "size_limits", "max": {"BTC": "-1"}}, "strategies.BTC/USDT[0].max", "decimal number at least 0"),
+    ({"use": "reference_band", "max_bps": "-1"}, "strategies.BTC/USDT[0].max_bps",
+     "max_bps must be a decimal number at least 0"),
     ({"use": "manual_quotes", "inside": "take", "outside": "leave"}, "strategies.BTC/USDT[0].inside", "one of"),
 ])
 def test_new_builtin_config_errors_name_the_key(step, key, words):
@@ -263,3 +271,19 @@ def test_every_yaml_example_in_the_strategies_readme_section_loads():
         assert f"| `{name}` |" in text, name
         for param in cls.params:
             assert f"`{param.name}`" in text, (name, param.name)
+
+
+def test_the_readme_quotes_the_limit_price_error_as_rfqbot_words_it():
+    """The README's example error and its reference table must say what the loader says."""
+    with pytest.raises(ConfigError) as err:
+        compile_chains({"BTC/USDT": [{"use": "price_limit", "limit_price": "abc"}]}, file="config.yaml")
+    text = readme_section("Strategies")
+    assert f"strategies.BTC/USDT[0].limit_price: {err.value.detail}\n" in text
+    assert "| `price_limit` | `limit_price` | decimal, > 0 |" in text
+    assert "| `manual_quotes` | `limit_price` | decimal, > 0 |" in text
+
+
+def test_the_readme_does_not_ask_for_quoted_decimals():
+    """It says plain numbers are read exactly; a comment asking to quote them contradicted that."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "write decimals quoted" not in readme and "Quoting is not needed" in readme

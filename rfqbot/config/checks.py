@@ -101,6 +101,9 @@ def _data_path(loc: tuple[Any, ...], data: Any, error_type: str) -> list[str | i
     return path
 
 
+_CONTAINER_TYPES = ("model_type", "dict_type", "list_type")
+
+
 def _describe(error: Mapping[str, Any], path: list[str | int], root: type[BaseModel]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -116,12 +119,15 @@ def _describe(error: Mapping[str, Any], path: list[str | int], root: type[BaseMo
         return message
     if kind == "missing":
         return "required key is missing"
+    if kind in _CONTAINER_TYPES and error.get("input", "") is None:
+        # Where an empty value has no default to fall back on (a pair's chain, a list item).
+        return "is empty (every line under it commented out?); give it its entries, or remove it"
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     got = error.get("input")
     shown = repr(got) if isinstance(got, str) else str(got)
-    if (kind not in ("model_type", "dict_type", "list_type") and not isinstance(got, (dict, list))
+    if (kind not in _CONTAINER_TYPES and not isinstance(got, (dict, list))
             and shown not in message and len(shown) < 80):
         message += f" (got {shown})"
     return message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from rfqbot.config import spot_sources
 from rfqbot.config.yaml_reader import format_path, load_yaml_with_lines, parse_duration  # noqa: F401 (re-export)
 from rfqbot.config.checks import check_inline_secrets, pydantic_errors_to_config_error
+from rfqbot.venue.tls import ca_context
 from rfqbot.config.credentials import Credentials, load_credentials  # noqa: F401 (part of this API)
 from rfqbot.errors import ConfigError
 from rfqbot.venue.profiles import PROFILES, VenueProfile
@@ -28,8 +30,29 @@ DEFAULT_CONFIG_FILE = "config.yaml"
 ProfileName = Literal["hashkey-sg", "hashkey-sg-sandbox", "hashkey-global", "hashkey-global-sandbox", "simulator"]
 
 
+def _takes_default_when_empty(model: type[BaseModel], key: Any) -> bool:
+    """A known, optional key whose value is a section, mapping or list (and cannot be None)."""
+    field = model.model_fields.get(key) if isinstance(key, str) else None
+    if field is None or field.is_required():
+        return False
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (list, dict):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # `risk:` or `max_rfq_amount:` with every line under it commented out is YAML null; it
+        # means "the default" (README, Configuration), not "Input should be a valid dictionary".
+        # Unknown keys stay, so an empty misspelt section is still reported.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or not _takes_default_when_empty(cls, k)}
+        return data
 
 
 def _check_url(value: str | None, schemes: tuple[str, str]) -> str | None:
@@ -83,8 +106,12 @@ class VenueSettings(_Strict):
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, v: str | None) -> str | None:
+        # Load it as the REST client will: a file that exists but holds no PEM CA would pass
+        # here and then kill every command with an ssl.SSLError traceback (exit 1, restart loop).
         if v is not None and not Path(v).is_file():
             raise ValueError(f"CA file {v!r} does not exist or is not a file")
+        if v is not None:
+            ca_context(v)
         return v
 
 
@@ -270,14 +297,6 @@ class Settings(_Strict):
 
     _file: str | None = PrivateAttr(default=None)
     _chains: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_sections_mean_defaults(cls, data: Any) -> Any:
-        # `risk:` with every line commented out is YAML null; it means "defaults", not an error.
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
 
     @property
     def file(self) -> str | None:

@@ -23,7 +23,9 @@ from requests.adapters import HTTPAdapter
 
 from rfqbot.backoff import Backoff
 from rfqbot.clock import Clock, SystemClock, VenueClock
-from rfqbot.errors import Banned, NotSent, OutcomeUnknown, RateLimited, TransportError, VenueError
+from rfqbot.venue.tls import ca_context
+from rfqbot.errors import (Banned, ConfigError, NotSent, OutcomeUnknown, RateLimited, TransportError,
+                           VenueError)
 from rfqbot.events import VenueCall
 from rfqbot.decode import server_time_from_json
 from rfqbot.normalise import NormaliseError
@@ -62,8 +64,12 @@ class _CaAddingAdapter(HTTPAdapter):
     """Trust the system CAs *plus* ``ca_file`` (requests' ``verify=path`` would replace them)."""
 
     def __init__(self, ca_file: str, **kwargs: Any) -> None:
-        self._context = ssl.create_default_context()
-        self._context.load_verify_locations(cafile=ca_file)
+        # The config check loaded this file already, but it may have changed since (the simulator
+        # rewrites its CA): say which file and why, as a config error (exit 78), not a traceback.
+        try:
+            self._context: ssl.SSLContext = ca_context(ca_file)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="venue.ca_file") from None
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:

@@ -130,7 +130,9 @@ def test_the_printed_venue_line_is_what_rfqbot_needs(tmp_path: Path) -> None:
     from rfqbot.config.schema import load_config_text   # the client side, only to check the hand-off
 
     ca = tmp_path / "rfqbot-sim-ca.pem"
-    ca.write_text("x", encoding="utf-8")
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(ca))   # the client loads it: it must be a real CA file
     default = SimpleNamespace(rest_url="https://127.0.0.1:8443", ws_url="wss://127.0.0.1:8443",
                               ca_file=str(ca))
     line = rfqbot_venue(default)  # type: ignore[arg-type]
