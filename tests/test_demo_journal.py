@@ -22,12 +22,16 @@ def test_resume_skips_the_refusal(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
+    reached = []
+
     def no_sim(*args, **kwargs):
+        reached.append(True)
         raise Stop  # past the journal check: the demo would start the simulator here
 
     monkeypatch.setattr(sim_module, "Simulator", no_sim)
     journal = tmp_path / "desk.db"
     journal.write_bytes(b"precious")
-    with pytest.raises(Stop):
-        main(["demo", "--duration", "1", "--journal", str(journal), "--resume"])
+    # Stop reaches main()'s last-resort handler: one line, exit 1, no traceback.
+    assert main(["demo", "--duration", "1", "--journal", str(journal), "--resume"]) == 1
+    assert reached == [True]
     assert journal.read_bytes() == b"precious"

@@ -28,13 +28,14 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from rfqbot.audit import schema_check
 from rfqbot.journal.store import SCHEMA_VERSION, apply_projection, verify_rows
 from rfqbot.journal.projections import DERIVED_TABLES, KIND_CHECKPOINT, EventRow
 
 UPGRADE_HINT = "start the daemon once (or run `rfqbot journal upgrade` with the daemon stopped), then verify again"
+DAMAGE_HINT = "restore from a backup, or `sqlite3 journal.db .recover`"
 
 # The columns that identify a row of each derived table, to name the first bad one.
 _KEYS = {"rfqs": ("rfq_id",), "quotes": ("quote_id",), "transitions": ("seq",), "decisions": ("seq",),
@@ -53,7 +54,7 @@ class Check:
 class VerifyReport:
     path: str
     schema_version: int
-    events: int
+    events: int | None   # None: SQLite could not count them (a damaged file; a check says so)
     head_seq: int | None
     head_hash: str | None
     checks: list[Check] = field(default_factory=list)
@@ -80,28 +81,60 @@ def verify_connection(conn: sqlite3.Connection, path: str = "", *,
     try:
         return _verify(conn, path, expect_head)
     finally:
-        conn.execute("ROLLBACK")  # also drops the TEMP shadows
+        if conn.in_transaction:  # SQLite may have ended it itself after an error on a damaged file
+            conn.execute("ROLLBACK")  # also drops the TEMP shadows
         conn.isolation_level = saved
 
 
 def _verify(conn: sqlite3.Connection, path: str, expect_head: tuple[int, str] | None) -> VerifyReport:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]  # the snapshot starts here
-    head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    report = VerifyReport(path, version, count, head[0] if head else None, head[1] if head else None)
-    report.checks.append(_check_chain(conn))
+    report = _report_head(conn, path, version)  # the snapshot starts here
+    report.checks.extend(_guarded("hash chain", "every event", lambda: _check_chain(conn)))
     if expect_head is not None:
-        report.checks.append(_check_head(conn, *expect_head))
-    report.checks.append(_check_integrity(conn))
+        report.checks.extend(_guarded("expected head", "the recorded head's row",
+                                      lambda: _check_head(conn, *expect_head)))
+    report.checks.extend(_guarded("integrity_check", "the file's pages", lambda: _check_integrity(conn)))
     if version != SCHEMA_VERSION:
         report.checks.append(Check("schema version", False, f"schema v{version} is not this rfqbot's "
                                    f"v{SCHEMA_VERSION}: the schema and derived tables cannot be compared with "
                                    f"this code's; {UPGRADE_HINT}", {"schema_version": version}))
         return report
-    diff = schema_check.compare(conn)
+    try:
+        diff = schema_check.compare(conn)
+    except sqlite3.DatabaseError as exc:
+        report.checks.append(_unreadable("schema", "the schema", exc))
+        return report
     report.checks.append(_schema_result(diff))
-    report.checks.extend(_check_derived(conn, skip=schema_check.changed_tables(diff)))
+    report.checks.extend(_guarded("derived tables", "the events or derived tables",
+                                  lambda: _check_derived(conn, skip=schema_check.changed_tables(diff))))
     return report
+
+
+def _report_head(conn: sqlite3.Connection, path: str, version: int) -> VerifyReport:
+    """The report with the event count and head; both None when SQLite cannot read them (the
+    checks that follow say why), so a damaged file still gets every check it can."""
+    try:
+        count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    except sqlite3.DatabaseError:
+        return VerifyReport(path, version, None, None, None)
+    return VerifyReport(path, version, count, head[0] if head else None, head[1] if head else None)
+
+
+def _guarded(name: str, what: str, check: Callable[[], Check | list[Check]]) -> list[Check]:
+    """Run one check; SQLite failing to read the file (a damaged page) fails that check with
+    what SQLite said instead of ending verify with a traceback: a damaged journal is exactly
+    what verify is for, and the other checks still run."""
+    try:
+        result = check()
+    except sqlite3.DatabaseError as exc:
+        return [_unreadable(name, what, exc)]
+    return result if isinstance(result, list) else [result]
+
+
+def _unreadable(name: str, what: str, exc: sqlite3.DatabaseError) -> Check:
+    return Check(name, False, f"SQLite could not read {what}: {exc}; the file is damaged, so this is "
+                 f"unproven; {DAMAGE_HINT}", {"sqlite_error": str(exc)})
 
 
 def _schema_result(diff: schema_check.SchemaDiff) -> Check:
@@ -137,12 +170,16 @@ def _check_chain(conn: sqlite3.Connection) -> Check:
 
 
 def _check_integrity(conn: sqlite3.Connection) -> Check:
-    messages = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-    if messages == ["ok"]:
+    rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+    if rows == ["ok"]:
         return Check("integrity_check", True, "SQLite reports the file intact")
+    # One row may hold many lines ("*** in database main ***" then one per bad page): name the
+    # first problem and count the rest, so the table stays readable.
+    messages = [line for row in rows for line in str(row).splitlines()
+                if line.strip() and not line.startswith("***")] or rows
     return Check("integrity_check", False, f"SQLite reports damage: {messages[0]}"
                  + (f" (and {len(messages) - 1} more)" if len(messages) > 1 else "")
-                 + "; restore from a backup, or `sqlite3 journal.db .recover`", {"message": messages[0]})
+                 + f"; {DAMAGE_HINT}", {"message": messages[0]})
 
 
 def _check_head(conn: sqlite3.Connection, seq: int, digest: str) -> Check:

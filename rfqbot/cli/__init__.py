@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import traceback
 from typing import Sequence
 
 from rfqbot import __version__
-from rfqbot.cli.common import EXIT_CONFIG, EXIT_USAGE, EXIT_VENUE
+from rfqbot.cli.common import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VENUE, OrderInterrupted
 from rfqbot.errors import ConfigError, OutcomeUnknown, RateLimited, RfqbotError
+from rfqbot.logs import MASK, redact_text
+from rfqbot.secret_names import is_secret_key
 
 # Modules with register(subparsers); imported in this order, so help lists them in it.
 COMMAND_MODULES = [
@@ -81,9 +85,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except OrderInterrupted as exc:   # the order may be at the venue: say how to find out
+        _error(exc.outcome.cli_message())
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line, never a bare traceback (it may hold secrets)
+        _unexpected(exc, args_list)
+        return EXIT_VENUE
+
+
+# ``name=value`` / ``name: value`` inside an exception's text, e.g. a URL's query string.
+_NAMED_VALUE = re.compile(r"(?P<name>[A-Za-z][\w-]*)(?P<sep>=|:\s*)(?P<value>[^\s&'\",;)}\]]+)")
+_MAX_LINE = 300
+
+
+def _masked(text: str) -> str:
+    """``text`` without secrets: registered values (API key and secret, listen keys) and any
+    value under a secret's name (a request signature is never registered: it changes per call)."""
+    def mask(match: re.Match[str]) -> str:
+        if not is_secret_key(match["name"]):
+            return match[0]
+        return f"{match['name']}{match['sep']}{MASK}"
+    return _NAMED_VALUE.sub(mask, redact_text(text))
+
+
+def _wants_traceback(args_list: Sequence[str]) -> bool:
+    """-v/--verbose anywhere on the command line (the parser may not have run yet)."""
+    return any(token in ("-v", "--verbose") for token in args_list)
+
+
+def _unexpected(exc: Exception, args_list: Sequence[str]) -> None:
+    """Report an exception no command handled: what it was, whether it is a bug, how to see more.
+
+    An OSError (a file that cannot be written, a closed pipe) names its file and is the
+    environment's, not a bug; anything else is a bug. The traceback goes to stderr only with -v,
+    masked like the one line, so a user can paste either into a report without leaking a key.
+    """
+    verbose = _wants_traceback(args_list)
+    if verbose:
+        print(_masked("".join(traceback.format_exception(exc))), end="", file=sys.stderr)
+    first = (str(exc).splitlines() or [""])[0]
+    what = _masked(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+    if len(what) > _MAX_LINE:
+        what = what[:_MAX_LINE] + "..."
+    if isinstance(exc, OSError):
+        _error(what)
+        return
+    hint = "the traceback is above" if verbose else "-v shows the traceback"
+    _error(f"{what} (a bug: please report it with the command you ran; {hint})")
 
 
 def _error(message: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sqlite3
 import sys
 import time
 from contextlib import closing
@@ -25,6 +26,7 @@ from rfqbot.cli.output import cell, emit, ms_to_text, print_json, print_table
 from rfqbot.clock import SystemClock
 from rfqbot.config.schema import load_config
 from rfqbot.errors import ConfigError
+from rfqbot.journal.store import JournalError, JournalUnreachable
 from rfqbot.logs import configure_logging
 
 
@@ -115,16 +117,54 @@ def _pipe_safe(command: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return run
 
 
+# SQLite's primary result codes for a file that is not (or no longer) a sound database.
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _sqlite_errors_explained(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A journal SQLite cannot read past the open (a damaged page deep in a table) fails a
+    command mid-way; the user gets one line naming the journal and what to do, not a traceback.
+    ``verify`` reports damage as failed checks itself; this catches what is left."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except JournalError as exc:
+            # Opening wraps SQLite errors as "is it an rfqbot journal?"; a journal whose folder is
+            # not writable is not a bad file, and its own message says what to do instead.
+            if isinstance(exc.__cause__, JournalUnreachable):
+                raise exc.__cause__ from None
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(_sqlite_failure(getattr(args, "journal", None) or "(from the config)", exc)) \
+                from exc
+    return run
+
+
+def _sqlite_failure(path: str, exc: sqlite3.DatabaseError) -> str:
+    """What to tell the user when SQLite fails on ``path`` mid-command."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _DAMAGED_CODES:
+        return (f"journal {path} is damaged (SQLite: {exc}); run `rfqbot journal verify --journal {path}` to "
+                f"see what is affected, then restore it from a backup (or `sqlite3 {path} .recover | sqlite3 "
+                "recovered.db`)")
+    return (f"cannot read journal {path} (SQLite: {exc}); run `rfqbot journal verify --journal {path}` to "
+            "check the file, and restore it from a backup if it is damaged")
+
+
 def journal_path(args: argparse.Namespace) -> str:
     """The journal to read: ``--journal``, else ``journal.path`` from the config. Also points
-    logging at stderr (warnings only, unless -v) so stdout carries nothing but the output."""
+    logging at stderr (warnings only, unless -v) so stdout carries nothing but the output.
+
+    The path found is kept in ``args.journal`` so an error later can name the file."""
     configure_logging("debug" if getattr(args, "verbose", False) else "warning", "console", stream=sys.stderr)
     if args.journal:
         return str(args.journal)
     try:
-        return load_config(getattr(args, "config", None)).journal.path
+        args.journal = load_config(getattr(args, "config", None)).journal.path
     except ConfigError as exc:
         raise ConfigError(f"{exc}\nor name the journal directly: --journal PATH") from None
+    return str(args.journal)
 
 
 def _json(args: argparse.Namespace) -> bool:
@@ -143,6 +183,7 @@ LIST_COLUMNS = [
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_list(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         found = queries.list_rfqs(conn, status=args.status, pair=args.pair, since_ms=args.since,
@@ -152,6 +193,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_show(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         rfq = queries.find_rfq(conn, args.rfq_id)
@@ -227,6 +269,7 @@ def _print_events(as_json: bool) -> Callable[[list[dict[str, Any]]], None]:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_tail(args: argparse.Namespace) -> int:
     printer = _print_events(_json(args))
     with closing(reader.connect(journal_path(args), min_version=1)) as conn:
@@ -247,6 +290,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_export(args: argparse.Namespace) -> int:
     oldest = 1 if args.table == "events" else reader.READ_MIN_VERSION
     with closing(reader.connect(journal_path(args), min_version=oldest)) as conn:
@@ -267,6 +311,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --- stats / verify / rebuild / prune ---------------------------------------------------------
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_stats(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         summary = stats.compute_stats(conn, by=args.by, since_ms=args.since)
@@ -284,6 +329,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_verify(args: argparse.Namespace) -> int:
     path = journal_path(args)
     with closing(reader.connect(path, min_version=1)) as conn:
@@ -295,7 +341,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print_table(report.checks, [("CHECK", lambda c: c.name), ("RESULT", lambda c: "ok" if c.ok else "FAILED"),
                                     ("DETAIL", lambda c: c.detail)])
-        print(f"\n{report.events} events, schema v{report.schema_version}; head seq {cell(report.head_seq)} "
+        events = "events unreadable" if report.events is None else f"{report.events} events"
+        print(f"\n{events}, schema v{report.schema_version}; head seq {cell(report.head_seq)} "
               f"hash {cell(report.head_hash)}")
         if report.head_seq is not None:
             print(f"keep the head elsewhere; later: rfqbot journal verify --expect-head "
@@ -305,6 +352,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_rebuild(args: argparse.Namespace) -> int:
     journal = reader.open_writer(journal_path(args), command="rebuild")
     try:
@@ -319,6 +367,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_upgrade(args: argparse.Namespace) -> int:
     before, after = reader.upgrade_in_place(journal_path(args))
     if _json(args):
@@ -331,6 +380,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 @_pipe_safe
+@_sqlite_errors_explained
 def cmd_prune(args: argparse.Namespace) -> int:
     path = journal_path(args)
     now_ms = SystemClock().now_ms()

@@ -6,12 +6,11 @@ import argparse
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rfqbot.cli.common import EXIT_OK, common_options, marketplace
+from rfqbot.cli.common import EXIT_OK, common_options, marketplace, order_call
 from rfqbot.cli.output import emit, ms_to_text
 from rfqbot.clock import DAY_MS
 from rfqbot.config.schema import parse_duration
-from rfqbot.errors import OutcomeUnknown
-from rfqbot.venue.marketplace import new_client_order_id
+from rfqbot.venue.marketplace import ACCEPT_QUOTE, CREATE_RFQ, new_client_order_id
 from rfqbot.records import QuoteMode, RfqStatus
 
 HISTORY_MAX_DAYS = 90         # the venue's rfqs history keeps createTime filters within 90 days
@@ -152,11 +151,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     with marketplace(args) as market:
         # Chosen here, not in MarketPlace, so that the user holds it even when the answer is lost.
         client_id = args.client_id or new_client_order_id(market.client_id_prefix)
-        try:
+        with order_call(CREATE_RFQ, client_id):
             rfq = market.create_rfq(args.buy, args.sell, args.sell_amount, QuoteMode(args.mode),
                                     expire_sec=args.expire_sec, client_order_id=client_id)
-        except OutcomeUnknown as exc:
-            raise OutcomeUnknown(exc.endpoint, exc.reason, client_order_id=client_id) from exc
         emit(getattr(args, "json", False), rfq, RFQ_COLUMNS)
     return EXIT_OK
 
@@ -179,9 +176,10 @@ def cmd_quotes(args: argparse.Namespace) -> int:
 
 def cmd_answer(args: argparse.Namespace) -> int:
     with marketplace(args) as market:
-        if args.answer == "accept":
-            ack = market.accept_quote(args.rfq_id, args.quote_id)
-        else:
-            ack = market.decline_quote(args.rfq_id, args.quote_id)
+        with order_call(ACCEPT_QUOTE):   # decline goes to the same endpoint
+            if args.answer == "accept":
+                ack = market.accept_quote(args.rfq_id, args.quote_id)
+            else:
+                ack = market.decline_quote(args.rfq_id, args.quote_id)
         emit(getattr(args, "json", False), ack, ACK_COLUMNS)
     return EXIT_OK

@@ -64,6 +64,7 @@ _INSERT_EVENT = ("INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq
 
 SCHEMA_VERSION = 3
 __all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalError", "JournalLocked", "JournalState",
+           "JournalUnreachable",
            "apply_projection", "canonical_json", "checkpoint_seal", "open_readonly", "replay_events", "row_hash",
            "verify_rows"]
 
@@ -74,6 +75,12 @@ class JournalError(RfqbotError, RuntimeError):
 
 class JournalLocked(JournalError):
     """Another process holds the journal's writer lock (the daemon, or a maintenance command)."""
+
+
+class JournalUnreachable(JournalError, sqlite3.OperationalError):
+    """A reader cannot open the ``-wal``/``-shm`` files beside a WAL journal (a read-only folder,
+    another user's files): the journal itself is probably fine. Also an ``OperationalError``, so
+    callers that report an unreadable journal inline (``rfqbot status``, ``doctor``) still do."""
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -476,9 +483,69 @@ class Journal:
 
 
 def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """A read-only connection for the CLI and audits; never blocks or alters the writer."""
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    """A read-only connection for the CLI and audits; never blocks or alters the writer.
+
+    The journal is in WAL mode, so even a reader must open (or create) ``-wal`` and ``-shm``
+    beside it. Where it cannot (a read-only folder, another user's files), SQLite says "unable
+    to open database file" at the first read, which reads as a broken journal: that case is
+    detected here and raised as ``JournalUnreachable``, naming the real cause and what to do.
+    Any other failure is left to the caller's first query, which reports it in its own words.
+    Never ``immutable=1`` instead: it would ignore an un-checkpointed WAL and show stale data.
+    """
+    target = Path(path).resolve()
+    conn = sqlite3.connect(target.as_uri() + "?mode=ro", uri=True, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 5000")
+    try:
+        _first_read(conn)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and _wal_files_unreachable(target, exc):
+            conn.close()
+            raise JournalUnreachable(_wal_files_message(target, exc)) from exc
     return conn
+
+
+def _first_read(conn: sqlite3.Connection) -> None:
+    """Read the schema once: the point where SQLite opens the -wal and -shm files."""
+    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+
+
+# SQLite's primary result codes when it cannot open or create a file beside the journal.
+_SQLITE_CANTOPEN = 14
+_SQLITE_READONLY = 8
+_WAL_OPEN_ERRORS = ("unable to open database file", "attempt to write a readonly database")
+
+
+def _wal_files_unreachable(target: Path, exc: sqlite3.OperationalError) -> bool:
+    """True when ``exc`` is SQLite failing to open the WAL side files of a sound WAL journal."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        if code & 0xFF not in (_SQLITE_CANTOPEN, _SQLITE_READONLY):
+            return False
+    elif str(exc) not in _WAL_OPEN_ERRORS:
+        return False
+    return _is_wal_database(target)
+
+
+def _is_wal_database(target: Path) -> bool:
+    """The file starts with SQLite's header and its read/write versions say WAL (2)."""
+    try:
+        with open(target, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return header[:16] == b"SQLite format 3\x00" and len(header) == 20 and 2 in (header[18], header[19])
+
+
+def _wal_files_message(target: Path, exc: sqlite3.OperationalError) -> str:
+    folder = target.parent
+    if not os.access(folder, os.W_OK):
+        why = (f"its folder {folder} is not writable for this user (a read-only mount, an archived copy, "
+               "or another user's folder)")
+    else:
+        why = f"{target.name}-wal or {target.name}-shm there belongs to another user and cannot be opened"
+    return (f"cannot read journal {target} (SQLite: {exc}): the file is probably fine, but it is in WAL mode, so "
+            f"a reader must open or create {target.name}-wal and {target.name}-shm beside it, and {why}. "
+            f"Copy the journal together with its -wal file, if there is one, to a writable folder (e.g. "
+            f"cp {target}* /tmp/, then --journal /tmp/{target.name}), or, as a user who can write there (the "
+            f"journal's owner), make a consistent copy: sqlite3 {target} \".backup /tmp/journal-copy.db\"")
