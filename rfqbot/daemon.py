@@ -10,6 +10,7 @@ results (in-flight accepts, the listen-key delete) still reach the journal.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -352,13 +353,30 @@ def _open_journal(path: str | Path, clock: Clock, synchronous: str = "full") -> 
         raise ConfigError(f"cannot create the journal's folder {target.parent}: {exc}; point journal.path "
                           "at a writable place (systemd: StateDirectory=rfqbot)", key="journal.path") from None
     try:
-        return Journal(target, clock, synchronous=synchronous)
+        journal = Journal(target, clock, synchronous=synchronous)
     except JournalLocked:
         raise   # another writer: it may stop, so a restart may succeed
-    except JournalError as exc:
-        # Permissions, a read-only filesystem, a network disk refusing WAL, a newer schema: a
-        # restart cannot fix any of them, so exit 78 and let systemd stop trying.
-        raise ConfigError(str(exc), key="journal.path") from None
+    except (JournalError, sqlite3.DatabaseError) as exc:
+        # Permissions, a read-only filesystem, a network disk refusing WAL, a newer schema, a
+        # damaged file: a restart cannot fix any of them, so exit 78 and let systemd stop trying.
+        raise ConfigError(_journal_unusable(target, exc), key="journal.path") from None
+    problems = journal.quick_check()
+    if problems:
+        journal.close()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(
+            f"journal {target} is damaged (SQLite quick_check: {problems[0][:200]}{more}); rfqbot will not trade "
+            f"on it. See what is affected with `rfqbot journal verify --journal {target}`; then restore it from a "
+            f"backup, or recover what SQLite can (`sqlite3 {target} .recover | sqlite3 recovered.db`) and point "
+            "journal.path at the result", key="journal.path")
+    return journal
+
+
+def _journal_unusable(target: Path, exc: BaseException) -> str:
+    if isinstance(exc, JournalError):
+        return str(exc)
+    return (f"journal {target} cannot be read ({type(exc).__name__}: {exc}): the file is damaged or not an "
+            f"rfqbot journal; check it with `rfqbot journal verify --journal {target}`")
 
 
 def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:

@@ -236,3 +236,44 @@ def test_as_another_user_in_a_read_only_folder(sound_journal: Path) -> None:
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+# --- the daemon does not trade on a damaged journal ------------------------------------------------
+
+def test_the_daemon_refuses_to_start_on_a_damaged_journal(damaged: Path) -> None:
+    """A damaged page can sit unread while the daemon restores state and appends around it (it
+    did: a review started and traded on such a file). quick_check at start finds it: exit 78."""
+    from rfqbot.daemon import _open_journal
+    from rfqbot.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _open_journal(damaged, FakeClock())
+    message = str(caught.value)
+    assert "journal.path" in message and "is damaged (SQLite quick_check:" in message
+    assert f"rfqbot journal verify --journal {damaged}" in message and "will not trade" in message
+    assert caught.value.exit_code == 78
+    Journal(damaged, FakeClock()).close()   # the writer lock was released: repair tools can open it
+
+
+def test_a_sound_journal_passes_the_start_check(sound_journal: Path, tmp_path: Path) -> None:
+    from rfqbot.daemon import _open_journal
+
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(sound_journal, copy)
+    journal = _open_journal(copy, FakeClock())
+    try:
+        assert journal.quick_check() == []
+    finally:
+        journal.close()
+
+
+def test_run_on_a_damaged_journal_exits_78_without_a_traceback(damaged: Path, tmp_path: Path, capsys,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFQBOT_API_KEY", "damaged-journal-test-key")
+    monkeypatch.setenv("RFQBOT_API_SECRET", "damaged-journal-test-secret")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(f'venue:\n  name: hashkey-sg-sandbox\n  rest_url: "https://127.0.0.1:9"\n'
+                      f'journal:\n  path: "{damaged}"\nlogging:\n  format: json\n')
+    code, _, err = run_cli(capsys, "run", "--config", str(config))
+    assert code == 78 and "Traceback" not in err and "is damaged" in err

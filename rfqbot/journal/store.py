@@ -230,6 +230,21 @@ class Journal:
         elif version < SCHEMA_VERSION:   # one line per upgrade, not one per schema step
             log.info("journal.migrated", path=str(self.path), from_version=version, version=SCHEMA_VERSION)
 
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: what it found wrong in the file, [] when sound.
+
+        About 0.15 s for a 170 MB journal in the page cache. The daemon runs it before trading:
+        a damaged page can sit unread for days while the engine restores state and appends
+        around it, and accept-at-most-once rests on reading that state right. A SQLite error
+        while checking (the damage itself) is reported as a problem, not raised."""
+        with self._lock:
+            try:
+                rows = self._conn.execute("PRAGMA quick_check").fetchall()
+            except sqlite3.DatabaseError as exc:
+                return [f"SQLite could not read the file: {exc}"]
+        problems = [str(row[0]) for row in rows]
+        return [] if problems == ["ok"] else problems
+
     @property
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
