@@ -9,26 +9,10 @@ import sys
 import types
 
 import pytest
-import structlog
 
 from rfqbot.cli import main
 from tests.fakevenue import API_SECRET, FakeVenue, venue  # noqa: F401
-from tests.cli_runner import run_cli
-
-_keys = itertools.count()
-
-
-@pytest.fixture
-def config(venue: FakeVenue, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
-    # A fresh API key per test: pacing is shared per key, and tests must not wait on each other.
-    monkeypatch.setenv("RFQBOT_API_KEY", f"cli-test-key-{next(_keys)}")
-    monkeypatch.setenv("RFQBOT_API_SECRET", API_SECRET)
-    monkeypatch.delenv("RFQBOT_CONFIG", raising=False)
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    path = tmp_path / "config.yaml"
-    path.write_text(f"venue:\n  name: hashkey-sg-sandbox\n  rest_url: {venue.url}\nlogging:\n  format: json\n")
-    yield str(path)
-    structlog.reset_defaults()
+from tests.cli_runner import config, run_cli  # noqa: F401 (config is a fixture)
 
 
 run = run_cli

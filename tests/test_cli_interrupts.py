@@ -6,34 +6,16 @@ reached the scripted venue (its answer never read), which is what a real Ctrl-C 
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Any
 
 import pytest
-import structlog
 
 from rfqbot.errors import OutcomeUnknown
-from rfqbot.logs import forget_secrets, register_secret
+from rfqbot.logs import register_secret
 from rfqbot.venue.rest import RestClient
-from tests.cli_runner import run_cli
-from tests.fakevenue import API_SECRET, FakeVenue, venue  # noqa: F401
-
-_keys = itertools.count()
-
-
-@pytest.fixture
-def config(venue: FakeVenue, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
-    # A fresh API key per test: pacing is shared per key, and tests must not wait on each other.
-    monkeypatch.setenv("RFQBOT_API_KEY", f"cli-interrupt-key-{next(_keys)}")
-    monkeypatch.setenv("RFQBOT_API_SECRET", API_SECRET)
-    monkeypatch.delenv("RFQBOT_CONFIG", raising=False)
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    path = tmp_path / "config.yaml"
-    path.write_text(f"venue:\n  name: hashkey-sg-sandbox\n  rest_url: {venue.url}\nlogging:\n  format: json\n")
-    yield str(path)
-    structlog.reset_defaults()
-    forget_secrets()
+from tests.cli_runner import config, run_cli  # noqa: F401 (config is a fixture)
+from tests.fakevenue import FakeVenue, venue  # noqa: F401
 
 
 def _interrupt_after_sending(monkeypatch: pytest.MonkeyPatch) -> None:
