@@ -152,6 +152,12 @@ def _sqlite_failure(path: str, exc: sqlite3.DatabaseError) -> str:
             "check the file, and restore it from a backup if it is damaged")
 
 
+def _journal_command(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """What every ``rfqbot journal`` command is wrapped in: a closed pipe is not an error, and
+    a SQLite failure mid-way is one line naming the journal and what to do."""
+    return _pipe_safe(_sqlite_errors_explained(command))
+
+
 def journal_path(args: argparse.Namespace) -> str:
     """The journal to read: ``--journal``, else ``journal.path`` from the config. Also points
     logging at stderr (warnings only, unless -v) so stdout carries nothing but the output.
@@ -182,8 +188,7 @@ LIST_COLUMNS = [
 ]
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_list(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         found = queries.list_rfqs(conn, status=args.status, pair=args.pair, since_ms=args.since,
@@ -192,8 +197,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_show(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         rfq = queries.find_rfq(conn, args.rfq_id)
@@ -268,8 +272,7 @@ def _print_events(as_json: bool) -> Callable[[list[dict[str, Any]]], None]:
     return emit_rows
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_tail(args: argparse.Namespace) -> int:
     printer = _print_events(_json(args))
     with closing(reader.connect(journal_path(args), min_version=1)) as conn:
@@ -289,8 +292,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_export(args: argparse.Namespace) -> int:
     oldest = 1 if args.table == "events" else reader.READ_MIN_VERSION
     with closing(reader.connect(journal_path(args), min_version=oldest)) as conn:
@@ -310,8 +312,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # --- stats / verify / rebuild / prune ---------------------------------------------------------
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_stats(args: argparse.Namespace) -> int:
     with closing(reader.connect(journal_path(args))) as conn:
         summary = stats.compute_stats(conn, by=args.by, since_ms=args.since)
@@ -328,8 +329,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_verify(args: argparse.Namespace) -> int:
     path = journal_path(args)
     with closing(reader.connect(path, min_version=1)) as conn:
@@ -351,8 +351,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_VENUE
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_rebuild(args: argparse.Namespace) -> int:
     journal = reader.open_writer(journal_path(args), command="rebuild")
     try:
@@ -366,8 +365,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_upgrade(args: argparse.Namespace) -> int:
     before, after = reader.upgrade_in_place(journal_path(args))
     if _json(args):
@@ -379,8 +377,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_pipe_safe
-@_sqlite_errors_explained
+@_journal_command
 def cmd_prune(args: argparse.Namespace) -> int:
     path = journal_path(args)
     now_ms = SystemClock().now_ms()
