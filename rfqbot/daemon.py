@@ -9,6 +9,7 @@ results (in-flight accepts, the listen-key delete) still reach the journal.
 
 from __future__ import annotations
 
+import errno
 import queue
 import sqlite3
 import threading
@@ -353,23 +354,52 @@ def _open_journal(path: str | Path, clock: Clock, synchronous: str = "full") -> 
         raise ConfigError(f"cannot create the journal's folder {target.parent}: {exc}; point journal.path "
                           "at a writable place (systemd: StateDirectory=rfqbot)", key="journal.path") from None
     try:
-        journal = Journal(target, clock, synchronous=synchronous)
+        return Journal(target, clock, synchronous=synchronous, check_first=True)
     except JournalLocked:
-        raise   # another writer: it may stop, so a restart may succeed
+        raise   # another writer: it may stop, so a restart may succeed (exit 1)
     except (JournalError, sqlite3.DatabaseError) as exc:
-        # Permissions, a read-only filesystem, a network disk refusing WAL, a newer schema, a
-        # damaged file: a restart cannot fix any of them, so exit 78 and let systemd stop trying.
-        raise ConfigError(_journal_unusable(target, exc), key="journal.path") from None
-    problems = journal.quick_check()
-    if problems:
-        journal.close()
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(
-            f"journal {target} is damaged (SQLite quick_check: {problems[0][:200]}{more}); rfqbot will not trade "
-            f"on it. See what is affected with `rfqbot journal verify --journal {target}`; then restore it from a "
-            f"backup, or recover what SQLite can (`sqlite3 {target} .recover | sqlite3 recovered.db`) and point "
-            "journal.path at the result", key="journal.path")
-    return journal
+        if _disk_trouble(exc):
+            # A full disk or an I/O error: freeing space (or the disk recovering) and a restart
+            # fixes it, so exit 1 and let systemd try again.
+            raise JournalError(f"cannot open journal {target}: {_root_cause(exc)}; free space on its filesystem "
+                               "(or fix the disk), then rfqbot starts again") from None
+        if isinstance(exc, JournalError) or _damaged(exc):
+            # Damaged, permissions, a read-only filesystem, a disk refusing WAL, a newer schema:
+            # a restart cannot fix any of them, so exit 78 and let systemd stop trying.
+            raise ConfigError(_journal_unusable(target, exc), key="journal.path") from None
+        raise
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return chain
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _disk_trouble(exc: BaseException) -> bool:
+    """Disk full or an I/O error anywhere in the chain (SQLite's or the OS's)."""
+    return any(_sqlite_code(e) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+               or (isinstance(e, OSError) and e.errno in _DISK_ERRNOS) for e in _causes(exc))
+
+
+def _damaged(exc: BaseException) -> bool:
+    return any(_sqlite_code(e) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) for e in _causes(exc))
+
+
+def _root_cause(exc: BaseException) -> str:
+    last = _causes(exc)[-1]
+    return f"{type(last).__name__}: {last}"
 
 
 def _journal_unusable(target: Path, exc: BaseException) -> str:

@@ -277,3 +277,36 @@ def test_run_on_a_damaged_journal_exits_78_without_a_traceback(damaged: Path, tm
                       f'journal:\n  path: "{damaged}"\nlogging:\n  format: json\n')
     code, _, err = run_cli(capsys, "run", "--config", str(config))
     assert code == 78 and "Traceback" not in err and "is damaged" in err
+
+
+def test_the_start_check_runs_before_any_migration_reads_or_rewrites_the_file(
+        damaged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    migrated = []
+    monkeypatch.setattr(Journal, "_migrate", lambda self: migrated.append(self.path))
+    with pytest.raises(store.JournalDamaged) as caught:
+        Journal(damaged, FakeClock(), check_first=True)
+    assert migrated == [] and caught.value.problems
+
+
+@pytest.mark.parametrize("cause", [
+    sqlite3.OperationalError("database or disk is full"), sqlite3.OperationalError("disk I/O error"),
+    OSError(28, "No space left on device"),
+])
+def test_a_full_disk_at_start_exits_1_so_systemd_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         cause: BaseException) -> None:
+    """Not 78: once space is freed a restart works (the engine's own journal_failed alert says
+    "free the disk, then restart"); 78 would stop systemd from ever trying again."""
+    from rfqbot.daemon import _open_journal
+    from rfqbot.errors import ConfigError
+
+    if isinstance(cause, sqlite3.Error):
+        cause.sqlite_errorcode = sqlite3.SQLITE_FULL if "full" in str(cause) else sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise store.JournalError("cannot open journal") from cause
+
+    monkeypatch.setattr("rfqbot.daemon.Journal", refuse)
+    with pytest.raises(store.JournalError) as caught:
+        _open_journal(tmp_path / "journal.db", FakeClock())
+    assert not isinstance(caught.value, ConfigError)
+    assert "free space on its filesystem" in str(caught.value) and str(cause) in str(caught.value)

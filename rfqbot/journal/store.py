@@ -63,7 +63,7 @@ _INSERT_EVENT = ("INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq
                  "hash) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
 SCHEMA_VERSION = 3
-__all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalError", "JournalLocked", "JournalState",
+__all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalDamaged", "JournalError", "JournalLocked", "JournalState",
            "JournalUnreachable",
            "apply_projection", "canonical_json", "checkpoint_seal", "open_readonly", "replay_events", "row_hash",
            "verify_rows"]
@@ -71,6 +71,14 @@ __all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalError", "Journal
 
 class JournalError(RfqbotError, RuntimeError):
     """The journal cannot be opened or written; the message says which file and what to do."""
+
+
+class JournalDamaged(JournalError):
+    """SQLite's ``quick_check`` found the file damaged (opened with ``check_first=True``)."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class JournalLocked(JournalError):
@@ -152,10 +160,11 @@ class Journal:
     """The single-writer journal. ``append`` returns after the row is committed (fsynced)."""
 
     def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_ms: int = 5000,
-                 busy_retry_s: float = 3.0, synchronous: str = "full") -> None:
+                 busy_retry_s: float = 3.0, synchronous: str = "full", check_first: bool = False) -> None:
         if synchronous not in ("full", "normal"):
             raise JournalError(f"journal.synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.synchronous = synchronous
+        self._check_first = check_first   # quick_check before anything reads or migrates the file
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
@@ -202,6 +211,8 @@ class Journal:
                 raise JournalError(f"journal {self.path}: SQLite refused WAL mode (got {mode}); use a local disk")
             self._conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            if self._check_first:
+                self._refuse_if_damaged()
             self._migrate()
             row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         except BaseException:
@@ -223,12 +234,23 @@ class Journal:
                 self._conn.execute(f"PRAGMA user_version = {target}")
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:   # a failed COMMIT (disk full) may have ended it already
+                    self._conn.execute("ROLLBACK")
                 raise
         if version == 0:
             log.info("journal.created", path=str(self.path), version=SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:   # one line per upgrade, not one per schema step
             log.info("journal.migrated", path=str(self.path), from_version=version, version=SCHEMA_VERSION)
+
+    def _refuse_if_damaged(self) -> None:
+        problems = self.quick_check()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise JournalDamaged(
+                f"journal {self.path} is damaged (SQLite quick_check: {problems[0][:200]}{more}); rfqbot will not "
+                f"trade on it. See what is affected with `rfqbot journal verify --journal {self.path}`; then restore "
+                f"it from a backup, or recover what SQLite can (`sqlite3 {self.path} .recover | sqlite3 recovered.db`) "
+                "and point journal.path at the result", problems)
 
     def quick_check(self) -> list[str]:
         """SQLite's ``PRAGMA quick_check``: what it found wrong in the file, [] when sound.
