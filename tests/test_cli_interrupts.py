@@ -97,6 +97,18 @@ def test_verbose_shows_the_traceback_too(config: str, capsys, monkeypatch: pytes
                                     "you ran; the traceback is above)")
 
 
+def test_the_daemon_always_writes_a_crash_traceback(config: str, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rfqbot run` under systemd is never re-run with -v: the traceback must reach journald at once."""
+    def crash(self: Any) -> None:
+        raise RuntimeError("engine wiring bug")
+
+    monkeypatch.setattr("rfqbot.daemon.Daemon.start", crash)
+    code, _, err = run_cli(capsys, "run", "--config", config)
+    assert code == 1
+    assert "Traceback (most recent call last):" in err and "RuntimeError: engine wiring bug" in err
+    assert err.splitlines()[-1].endswith("(a bug: please report it with the command you ran; the traceback is above)")
+
+
 def test_the_line_and_the_traceback_never_hold_a_secret(config: str, capsys,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     register_secret("registered-api-secret-value")

@@ -112,8 +112,11 @@ def _masked(text: str) -> str:
 
 
 def _wants_traceback(args_list: Sequence[str]) -> bool:
-    """-v/--verbose anywhere on the command line (the parser may not have run yet)."""
-    return any(token in ("-v", "--verbose") for token in args_list)
+    """-v/--verbose anywhere on the command line (the parser may not have run yet), or the
+    daemon (`rfqbot run`): under systemd nobody re-runs it with -v, so a crash's traceback
+    must reach journald the first time."""
+    command = next((token for token in args_list if not token.startswith("-")), None)
+    return command == "run" or any(token in ("-v", "--verbose") for token in args_list)
 
 
 def _unexpected(exc: Exception, args_list: Sequence[str]) -> None:
