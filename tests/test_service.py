@@ -236,6 +236,18 @@ def test_status_file_written_while_running_and_removed_when_stopped(tmp_path: Pa
     assert not path.exists()
 
 
+def test_a_refused_second_instance_leaves_the_running_daemons_status_file(tmp_path: Path,
+                                                                           receiver: NotifyReceiver) -> None:
+    """A second `rfqbot run` on the same config stops at the journal lock before its first write:
+    its stop must not delete the file the running daemon keeps (`rfqbot status` would say stopped)."""
+    path = tmp_path / "journal.status.json"
+    path.write_text('{"written by": "the running daemon"}')
+    monitor = make_monitor(receiver, FakeHealth(), FakeClock(), status_file=path)
+    monitor.on_lifecycle("stopping", {"reason": "start failed"})
+    monitor.on_lifecycle("stopped", {"reason": "start failed"})
+    assert path.read_text() == '{"written by": "the running daemon"}'
+
+
 def test_monitor_feeds_alert_checks(receiver: NotifyReceiver) -> None:
     clock = FakeClock()
     alerter = Alerter(clock=clock)

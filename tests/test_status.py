@@ -95,7 +95,7 @@ def test_fresh_status_file_means_running(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("trouble, first_line", [
-    ({"paused_for_s": 42.4}, "PAUSED by the venue (HTTP 429): requests resume in 42 s"),
+    ({"paused_for_s": 42.4}, "PAUSED by the venue (HTTP 429): requests resume in 41 s"),   # file is 1 s old
     ({"banned": True, "paused_for_s": 42.4}, "BANNED (HTTP 418): the venue banned this IP"),
     ({"journal_failure": "OperationalError: disk I/O error", "banned": True},
      "NOT DECIDING: journal write failed (OperationalError: disk I/O error)"),
@@ -108,6 +108,13 @@ def test_a_running_daemon_that_cannot_trade_says_so_on_the_first_line(tmp_path: 
     assert report.running and report.state == "running"
     assert format_report(report)[0].startswith(f"daemon:            running ({first_line}")
     assert report.as_dict()["paused_for_s"] == trouble.get("paused_for_s")
+
+
+def test_a_pause_over_by_the_time_status_reads_the_file_is_not_shown(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    now = SystemClock().now_ms()
+    write_status_file(status_file_path(settings), {**HEALTHY, "paused_for_s": 3.0}, now_ms=now - 4000, ready=True)
+    assert build_report(settings, now).detail == "ready"
 
 
 def test_daemon_health_reports_the_venue_pause(tmp_path: Path) -> None:

@@ -54,10 +54,10 @@ def status_line(health: Mapping[str, Any], phase: str) -> str:
     age = (health.get("listen_key") or {}).get("age_s")
     parts.append("listen key " + ("-" if age is None else f"{int(age) // 60} min"))
     parts.append(f"open RFQs {health.get('open_rfqs') if health.get('open_rfqs') is not None else '-'}")
+    if health.get("journal_failure"):   # worst first, as `rfqbot status` orders them
+        parts.append("NOT DECIDING: journal write failed")
     if health.get("banned"):
         parts.append("BANNED (HTTP 418)")
-    if health.get("journal_failure"):
-        parts.append("NOT DECIDING: journal write failed")
     paused = health.get("paused_for_s")
     if isinstance(paused, (int, float)) and paused > 0:
         parts.append(f"PAUSED by the venue (HTTP 429) {paused:.0f} s")
@@ -92,6 +92,7 @@ class ServiceMonitor:
         self._last_watchdog: float | None = None
         self._last_status: tuple[float, str] | None = None
         self._last_file: float | None = None
+        self._wrote_file = False
         self._file_failed = False
         self._stalled = False
         self._stop = threading.Event()
@@ -132,7 +133,9 @@ class ServiceMonitor:
             with self._lock:
                 self.phase = "stopped"
             self.stop()  # joins the thread: no status write can land after the removal below
-            if self.status_file is not None:
+            # Only a file this process wrote: a second instance refused at start (journal locked)
+            # must not delete the running daemon's status file.
+            if self.status_file is not None and self._wrote_file:
                 try:
                     remove_status_file(self.status_file)
                 except OSError as exc:
@@ -208,6 +211,7 @@ class ServiceMonitor:
             self._file_failed = True
         else:
             self._file_failed = False
+            self._wrote_file = True
 
     def _send(self, *lines: str) -> None:
         if self.notifier is not None:

@@ -191,23 +191,26 @@ def build_report(settings: Any, now_ms: int) -> StatusReport:
     else:
         report.running = True
         report.state = "running" if heartbeat.get("ready") else "starting"
-        report.detail = _trading_detail(heartbeat.get("health") or {}) or (
+        report.detail = _trading_detail(heartbeat.get("health") or {}, age) or (
             "ready" if heartbeat.get("ready") else "not ready yet (waiting for streams or listen key)")
     return report
 
 
-def _trading_detail(health: Mapping[str, Any]) -> str | None:
+def _trading_detail(health: Mapping[str, Any], age_s: float = 0.0) -> str | None:
     """What keeps a running daemon from trading, worst first; None when nothing does.
 
     On the first line of ``rfqbot status`` because a process that is up but cannot trade is
     the thing an operator glancing at it must not miss."""
     if health.get("journal_failure"):
-        return f"NOT DECIDING: journal write failed ({health['journal_failure']}); free the disk, then restart"
+        return (f"NOT DECIDING: journal write failed ({health['journal_failure']}); fix the journal's disk "
+                "(space, permissions), then restart")
     if health.get("banned"):
         return "BANNED (HTTP 418): the venue banned this IP; nothing is sent until a human acts and restarts"
     paused = health.get("paused_for_s")
-    if isinstance(paused, (int, float)) and paused > 0:
-        return f"PAUSED by the venue (HTTP 429): requests resume in {paused:.0f} s"
+    if isinstance(paused, (int, float)):
+        left = paused - age_s   # the snapshot is as old as the status file
+        if left > 0:
+            return f"PAUSED by the venue (HTTP 429): requests resume in {max(1, round(left))} s"
     return None
 
 
