@@ -71,11 +71,24 @@ overflows the first ``quantize`` or comparison that meets it, deep in the engine
 here, at the edge, as bad input."""
 
 
+def _too_wide(number: Decimal) -> bool:
+    """More than ``MAX_DECIMAL_DIGITS`` significant digits before or after the point (a finite
+    number; zero and trailing zeros never count: they make the text long, not the value wide)."""
+    _, digits, exponent = number.as_tuple()
+    if not any(digits):
+        return False
+    if number.adjusted() >= MAX_DECIMAL_DIGITS:
+        return True
+    if exponent >= -MAX_DECIMAL_DIGITS:  # type: ignore[operator]  (finite: an int)
+        return False
+    trailing = len(digits) - len(bytes(digits).rstrip(b"\x00"))
+    return exponent + trailing < -MAX_DECIMAL_DIGITS  # type: ignore[operator]
+
+
 def _bounded(result: Decimal, field: str, value: Any) -> Decimal:
     if not result.is_finite():
         raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
-    exponent = result.as_tuple().exponent
-    if result.adjusted() >= MAX_DECIMAL_DIGITS or (isinstance(exponent, int) and exponent < -MAX_DECIMAL_DIGITS):
+    if _too_wide(result):
         raise NormaliseError(f"{field}: {str(value)[:40]!r} has more than {MAX_DECIMAL_DIGITS} digits before or "
                              "after the point; not a price or amount")
     return result
