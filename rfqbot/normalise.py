@@ -64,34 +64,29 @@ def to_ms(value: Any, field: str = "timestamp") -> int | None:
     return int(number)
 
 
-MAX_DECIMAL_DIGITS = 60
-"""Largest magnitude (digits before the point) and precision (digits after it) a money field may
-have. Real prices and amounts are far inside; a value like ``1E-999999999`` is valid text but
-overflows the first ``quantize`` or comparison that meets it, deep in the engine: it is refused
-here, at the edge, as bad input."""
+MAX_MAGNITUDE = 60
+"""A money field lies within 1E-60 .. 1E+60 (zero aside). Real prices and amounts are far inside;
+a value like ``1E-999999999`` is valid text but overflows the first ``quantize`` or comparison
+that meets it, deep in the engine: it is refused here, at the edge, as bad input."""
+MAX_SIGNIFICANT_DIGITS = 80
+"""...and has at most this many significant digits (trailing zeros do not count)."""
 
 
-def _too_wide(number: Decimal) -> bool:
-    """More than ``MAX_DECIMAL_DIGITS`` significant digits before or after the point (a finite
-    number; zero and trailing zeros never count: they make the text long, not the value wide)."""
-    _, digits, exponent = number.as_tuple()
-    if not any(digits):
-        return False
-    if number.adjusted() >= MAX_DECIMAL_DIGITS:
-        return True
-    if exponent >= -MAX_DECIMAL_DIGITS:  # type: ignore[operator]  (finite: an int)
-        return False
-    trailing = len(digits) - len(bytes(digits).rstrip(b"\x00"))
-    return exponent + trailing < -MAX_DECIMAL_DIGITS  # type: ignore[operator]
+def _significant_digits(number: Decimal) -> int:
+    digits = number.as_tuple().digits
+    return len(bytes(digits).rstrip(b"\x00"))
 
 
 def _bounded(result: Decimal, field: str, value: Any) -> Decimal:
     if not result.is_finite():
         raise NormaliseError(f"{field}: expected a finite decimal number, got {value!r}")
-    if _too_wide(result):
-        raise NormaliseError(f"{field}: {str(value)[:40]!r} has more than {MAX_DECIMAL_DIGITS} digits before or "
-                             "after the point; not a price or amount")
-    return result
+    magnitude_ok = -MAX_MAGNITUDE <= result.adjusted() < MAX_MAGNITUDE
+    if magnitude_ok and type(value) is str and len(value) <= MAX_SIGNIFICANT_DIGITS:
+        return result   # the usual case, decided without looking at the digits (once per money field)
+    if not result or (magnitude_ok and _significant_digits(result) <= MAX_SIGNIFICANT_DIGITS):
+        return result   # zero (any exponent), or a long text of a reasonable number
+    raise NormaliseError(f"{field}: {str(value)[:40]!r} is not a price or amount (outside 1E-{MAX_MAGNITUDE} .. "
+                         f"1E+{MAX_MAGNITUDE}, or more than {MAX_SIGNIFICANT_DIGITS} significant digits)")
 
 
 def to_decimal(value: Any, field: str = "amount") -> Decimal | None:
