@@ -310,3 +310,22 @@ def test_a_full_disk_at_start_exits_1_so_systemd_retries(tmp_path: Path, monkeyp
         _open_journal(tmp_path / "journal.db", FakeClock())
     assert not isinstance(caught.value, ConfigError)
     assert "free space on its filesystem" in str(caught.value) and str(cause) in str(caught.value)
+
+
+def test_an_io_error_during_the_start_check_is_disk_trouble_not_damage(sound_journal: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """quick_check failing on I/O says nothing about the file: exit 1 (retry), not 78 "damaged"."""
+    from rfqbot.daemon import _open_journal
+
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(sound_journal, copy)
+
+    def io_error(self: Journal) -> list[str]:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorcode = sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+        raise exc
+
+    monkeypatch.setattr(Journal, "quick_check", io_error)
+    with pytest.raises(store.JournalError) as caught:
+        _open_journal(copy, FakeClock())
+    assert "free space on its filesystem" in str(caught.value) and "disk I/O error" in str(caught.value)

@@ -257,13 +257,17 @@ class Journal:
 
         About 0.15 s for a 170 MB journal in the page cache. The daemon runs it before trading:
         a damaged page can sit unread for days while the engine restores state and appends
-        around it, and accept-at-most-once rests on reading that state right. A SQLite error
-        while checking (the damage itself) is reported as a problem, not raised."""
+        around it, and accept-at-most-once rests on reading that state right. Damage that stops
+        the check itself is reported as a problem; any other SQLite error (a full disk, an I/O
+        error) is raised, since it says nothing about the file."""
         with self._lock:
             try:
                 rows = self._conn.execute("PRAGMA quick_check").fetchall()
             except sqlite3.DatabaseError as exc:
-                return [f"SQLite could not read the file: {exc}"]
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                    return [f"SQLite could not read the file: {exc}"]
+                raise
         problems = [str(row[0]) for row in rows]
         return [] if problems == ["ok"] else problems
 
