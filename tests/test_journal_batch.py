@@ -137,22 +137,29 @@ def _derived(journal: Journal) -> dict[str, list[dict]]:
             for t in ("events", "quotes", "reference_prices", "stream_sessions")}
 
 
-def test_deferred_public_projections_leave_what_a_rebuild_and_row_by_row_leave(tmp_path):
+def _row_by_row_and_batched(tmp_path, fill) -> dict:
+    """``fill`` on a journal committing row by row and on one inside a single batch: the derived
+    tables must match, the batched chain verify, and a rebuild leave the same; returns them."""
     one = Journal(tmp_path / "one.db", FakeClock())
     many = Journal(tmp_path / "many.db", FakeClock())
     try:
-        _mixed_burst(one)
+        fill(one)
         with many.batch():
-            _mixed_burst(many)
+            fill(many)
         batched = _derived(many)
         assert batched == _derived(one)
-        assert len(batched["quotes"]) == 7 and batched["reference_prices"] and batched["stream_sessions"]
         assert many.verify_chain() is None
         many.rebuild_projections()
         assert _derived(many) == batched
+        return batched
     finally:
         one.close()
         many.close()
+
+
+def test_deferred_public_projections_leave_what_a_rebuild_and_row_by_row_leave(tmp_path):
+    batched = _row_by_row_and_batched(tmp_path, _mixed_burst)
+    assert len(batched["quotes"]) == 7 and batched["reference_prices"] and batched["stream_sessions"]
 
 
 def test_a_failing_deferred_statement_loses_only_its_own_rows_view(journal, monkeypatch):
@@ -206,20 +213,8 @@ def test_long_runs_go_in_as_multi_row_inserts_and_still_equal_row_by_row(tmp_pat
                                                                          "received_ms": n},
                            rfq_id=q.rfq_id, quote_id=q.quote_id, venue_ms=n)
 
-    one = Journal(tmp_path / "one.db", FakeClock())
-    many = Journal(tmp_path / "many.db", FakeClock())
-    try:
-        fill(one)
-        with many.batch():
-            fill(many)
-        batched = _derived(many)
-        assert batched == _derived(one) and len(batched["events"]) == 150 and len(batched["quotes"]) == 11
-        assert many.verify_chain() is None
-        many.rebuild_projections()
-        assert _derived(many) == batched
-    finally:
-        one.close()
-        many.close()
+    batched = _row_by_row_and_batched(tmp_path, fill)
+    assert len(batched["events"]) == 150 and len(batched["quotes"]) == 11
 
 
 def test_multi_row_sql_only_for_one_row_inserts():
