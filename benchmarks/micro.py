@@ -83,6 +83,8 @@ def _engine(directory: Path) -> tuple[Engine, Journal, RecordingActions]:
 
 IDLE_BEFORE_S = 0.15
 """The pause before each "at RFQ pace" iteration: the tick benchmark's interval between RFQs."""
+REHEARSE_EVERY_S = 0.005
+"""``engine.rehearse_every_ms``'s default, for the paced run with idle rehearsals."""
 
 
 @contextlib.contextmanager
@@ -121,13 +123,15 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
     each frame (``paced_iterations`` of them, default a tenth of ``iterations``), as in the
     tick benchmark and in production: back to back the code and data stay in the CPU caches,
     after a pause they do not, and on a shared VM the same work then takes several times longer.
+    ``decision_path_at_rfq_pace_rehearsed`` is that paced run with the engine's idle rehearsals
+    on (``REHEARSE_EVERY_S``, as the daemon runs by default; ``rfqbot.engine.rehearsal``).
     """
     paced = max(1, iterations // 10) if paced_iterations is None else paced_iterations
     with tempfile.TemporaryDirectory(prefix="rfqbot-micro-") as tmp:
         engine, journal, actions = _engine(Path(tmp))
         now_ms = int(time.time() * 1000)
         profiled = iterations if profile_path else 0
-        texts = [best_quote_frame(i, now_ms) for i in range(iterations * 2 + paced + profiled)]
+        texts = [best_quote_frame(i, now_ms) for i in range(iterations * 2 + paced * 2 + profiled)]
         clock = SystemClock()
         decode_ns, whole_ns = [], []
         for text in texts[:iterations]:        # decode alone
@@ -153,10 +157,17 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
             for text in texts[iterations * 2:iterations * 2 + paced]:
                 time.sleep(IDLE_BEFORE_S)
                 paced_ns.append(through_engine(text))
+        rehearsed_ns: list[int] = []
+        engine.rehearse_every_s = REHEARSE_EVERY_S
+        with _engine_thread(engine, events):
+            for text in texts[iterations * 2 + paced:iterations * 2 + paced * 2]:
+                time.sleep(IDLE_BEFORE_S)
+                rehearsed_ns.append(through_engine(text))
+        engine.rehearse_every_s = 0.0
         if profile_path:                           # a separate pass, profiled, not timed
             profiler = cProfile.Profile()
             with _engine_thread(engine, events, profiler):
-                for text in texts[iterations * 2 + paced:]:
+                for text in texts[iterations * 2 + paced * 2:]:
                     through_engine(text)
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
@@ -168,11 +179,12 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
             append_ns.append(time.perf_counter_ns() - t0)
         accepted = actions.accepts
         journal.close()
-    if accepted != iterations + paced + profiled:
-        raise RuntimeError(f"micro-benchmark: expected {iterations + paced + profiled} accepts, "
+    if accepted != iterations + paced * 2 + profiled:
+        raise RuntimeError(f"micro-benchmark: expected {iterations + paced * 2 + profiled} accepts, "
                            f"the engine queued {accepted}")
     return {"iterations": iterations, "decision_path": latency_summary_ms(whole_ns),
             "decision_path_at_rfq_pace": latency_summary_ms(paced_ns),
+            "decision_path_at_rfq_pace_rehearsed": latency_summary_ms(rehearsed_ns),
             "decode_only": latency_summary_ms(decode_ns), "journal_append_commit": latency_summary_ms(append_ns)}
 
 

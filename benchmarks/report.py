@@ -89,7 +89,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     micro = results.get("micro")
     if micro:
         lines += ["", "| decision path (in-process) | p50 ms | p99 ms |", "|---|---:|---:|"]
-        for part in ("decision_path", "decision_path_at_rfq_pace", "decode_only", "journal_append_commit"):
+        for part in ("decision_path", "decision_path_at_rfq_pace", "decision_path_at_rfq_pace_rehearsed", "decode_only",
+                     "journal_append_commit"):
             if part in micro:
                 lines.append(f"| {part} | {micro[part]['p50_ms']} | {micro[part]['p99_ms']} |")
     summary = results.get("summary", {})

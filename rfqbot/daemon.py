@@ -127,6 +127,9 @@ class Daemon:
             # Order requests written on the engine thread right after the commit, or by a REST
             # worker (no warm connection or pacing room then; see keep_warm).
             "orders_sent": None if self.marketplace is None else dict(self.marketplace.rest.orders_written),
+            # Idle rehearsals of the decision path run so far; why they are off, if a bug turned them off.
+            "rehearsals": None if engine is None else engine.rehearsals,
+            "rehearsals_off": None if engine is None else engine.rehearsal_off_reason,
         }
 
     # --- events in -------------------------------------------------------------------------
@@ -179,7 +182,7 @@ class Daemon:
         log.info("daemon.venue_ready", venue=profile.name, clock_offset_ms=offset, pairs=[p.name for p in pairs])
         self.actions = RestActions(self.marketplace, self.post, workers=s.engine.accept_workers, clock=self.clock)
         self.engine = Engine(self.journal, s.chains, s.risk, self.actions, self.marketplace.venue_clock, pairs,
-                             s.engine.min_time_left_ms)
+                             s.engine.min_time_left_ms, rehearse_every_s=s.engine.rehearse_every_ms / 1000)
         self.engine.add_observer(self._on_engine_entry)
         for observer in self._observers:
             self.engine.add_observer(observer)

@@ -87,6 +87,7 @@ def test_micro_benchmark_runs_the_real_engine(tmp_path, monkeypatch) -> None:
     result = run_micro(iterations=20, profile_path=tmp_path / "profile.txt", paced_iterations=3)
     assert result["decision_path"]["n"] == 20 and result["journal_append_commit"]["n"] == 20
     assert result["decision_path_at_rfq_pace"]["n"] == 3
+    assert result["decision_path_at_rfq_pace_rehearsed"]["n"] == 3
     assert "engine/loop.py" in (tmp_path / "profile.txt").read_text()
 
 

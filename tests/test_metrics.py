@@ -53,7 +53,8 @@ def test_exposition_format() -> None:
     m = Metrics(health=lambda: {"streams": {"public": {"state": "subscribed"}, "private": {"state": "backoff"}},
                                 "open_rfqs": 3, "uptime_s": 12.5, "engine_loop_age_s": 0.1,
                                 "listen_key": {"age_s": 60.0}, "banned": False,
-                                "orders_sent": {"engine": 5, "worker": 1}})
+                                "orders_sent": {"engine": 5, "worker": 1}, "rehearsals": 42,
+                                "rehearsals_off": None})
     feed(m)
     text = m.render()
     lines = text.splitlines()
@@ -74,6 +75,7 @@ def test_exposition_format() -> None:
     assert "rfqbot_open_rfqs 3" in lines and "rfqbot_banned 0" in lines and "rfqbot_uptime_seconds 12.5" in lines
     assert "# TYPE rfqbot_orders_sent_total counter" in lines
     assert 'rfqbot_orders_sent_total{thread="engine"} 5' in lines and 'rfqbot_orders_sent_total{thread="worker"} 1' in lines
+    assert "rfqbot_rehearsals_total 42" in lines and "rfqbot_rehearsals_off 0" in lines
     assert text.endswith("\n")
     for line in lines:  # every sample line is "name{labels} number"
         if not line.startswith("#"):

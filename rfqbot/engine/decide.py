@@ -138,7 +138,10 @@ class DecisionHandlers:
         return seq
 
     def _check_kill_switch(self) -> bool:
-        """Read the kill-switch file; journal each change (engaged/released) once."""
+        """Read the kill-switch file; journal each change (engaged/released) once. A rehearsal
+        (``rfqbot.engine.rehearsal``) gets the last known state: what it journals is rolled back."""
+        if getattr(self, "rehearsing", False):
+            return self._kill_engaged
         engaged = self.kill_switch.engaged()
         if engaged != self._kill_engaged:
             self._kill_engaged = engaged

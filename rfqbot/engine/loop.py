@@ -26,6 +26,7 @@ from rfqbot.journal import projections as kinds
 from rfqbot.clock import VenueClock
 from rfqbot.engine.decide import DecisionHandlers
 from rfqbot.engine.passive import PassiveHandlers
+from rfqbot.engine.rehearsal import RehearsalHandlers
 from rfqbot.engine.state import (
     ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
     decided_quotes_sql, restore_decided_quotes, restore_rfqs,
@@ -65,12 +66,12 @@ def _journal_fix(exc: BaseException, path: str) -> str:
             f"log line above); {restart}")
 
 
-class Engine(DecisionHandlers, PassiveHandlers):
+class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
     """The event loop's state machine. Construct, then ``handle(event)`` or ``run(queue, stop)``."""
 
     def __init__(self, journal: Journal, chains: ChainSet | None, risk: Any, actions: Any, venue_clock: VenueClock,
                  pairs: Iterable[Pair], min_time_left_ms: int = 1000, *, observer: Observer | None = None,
-                 burst: int = 256) -> None:
+                 burst: int = 256, rehearse_every_s: float = 0.0) -> None:
         self.journal = journal
         self.chains = chains if chains is not None else ChainSet({})
         self.risk = RiskSettings.from_any(risk)
@@ -101,6 +102,12 @@ class Engine(DecisionHandlers, PassiveHandlers):
         self._lock = threading.RLock()
         self._kill_engaged = False
         self._burst = burst
+        # Idle rehearsals of the decision path (rfqbot.engine.rehearsal): every this many seconds
+        # while the queue is empty; 0 = never.
+        self.rehearse_every_s = float(rehearse_every_s)
+        self.rehearsing = False
+        self.rehearsals = 0
+        self.rehearsal_off_reason: str | None = None
         # Monotonic time of the loop's last completed iteration: the systemd watchdog and
         # `rfqbot status` read it to tell a healthy engine from a stuck one.
         self.last_loop_monotonic: float | None = None
@@ -145,11 +152,16 @@ class Engine(DecisionHandlers, PassiveHandlers):
         next_tick = self.local_clock.monotonic() + tick_s
         private_waiting = getattr(events, "private_waiting", None)
         take_dropped = getattr(events, "take_dropped", None)
+        every_s = self.rehearse_every_s
         while not stop.is_set():
+            wait_s = tick_s if every_s <= 0 else max(0.0, min(every_s, next_tick - self.local_clock.monotonic()))
             try:
-                first = events.get(timeout=tick_s)
+                first = events.get(timeout=wait_s)
             except queue_mod.Empty:
                 first = None
+            if first is None and every_s > 0 and self.local_clock.monotonic() < next_tick:
+                self._rehearse_while_idle()   # idle for every_s and no tick due yet
+                continue
             tick = None
             if self.local_clock.monotonic() >= next_tick or first is None:
                 tick = Tick(self.local_clock.now_ms())
@@ -189,6 +201,13 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 self.journal.checkpoint_when_idle()   # nothing waits: the WAL copy costs no decision
             # The loop still turns (the watchdog must not restart a daemon into the same full disk).
             self.last_loop_monotonic = self.local_clock.monotonic()
+
+    def _rehearse_while_idle(self) -> None:
+        """One rehearsal (``RehearsalHandlers.rehearse``); a journal that fails in it has failed."""
+        try:
+            self.rehearse(self.venue_clock.now_ms())
+        except _JOURNAL_WRITE_ERRORS as exc:
+            self._journal_failed(exc, lost_events=0)
 
     def handle(self, event: Event) -> None:
         """Handle one event synchronously (journal commit, then any venue action)."""
@@ -289,6 +308,8 @@ class Engine(DecisionHandlers, PassiveHandlers):
                 quote_id: str | None = None, venue_ms: int | None = None) -> int:
         seq = self.journal.append(kind, source=source, payload=payload, rfq_id=rfq_id, quote_id=quote_id,
                                   venue_ms=venue_ms)
+        if self.rehearsing:
+            return seq   # rolled back: nobody may see it
         for observer in self._observers:
             try:
                 observer(kind, {"seq": seq, "rfq_id": rfq_id, "quote_id": quote_id, **payload})

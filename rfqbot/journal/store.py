@@ -360,6 +360,32 @@ class Journal:
                 raise
             self._batch_depth -= 1
 
+    @contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """Appends that are written and then rolled back, always: the engine's idle rehearsal of
+        its decision path (``rfqbot.engine.rehearsal``) runs the very statements a decision
+        runs, so SQLite's code and pages stay in the CPU caches, and leaves nothing behind: no
+        row, no change to the chain head, no commit. Refused inside ``batch()``. If the
+        rollback cannot be made, ``JournalError`` (the engine then stops deciding, as for any
+        failed write)."""
+        with self._lock:
+            if self._batch_depth:
+                raise JournalError("a rehearsal cannot run inside batch()")
+            start = (self._last_seq, self._last_hash)
+            self._begin()
+            self._batch_depth += 1
+            try:
+                yield
+                self._flush_pending()
+            finally:
+                self._batch_depth -= 1
+                self._pending.clear()
+                self._pending_ops.clear()
+                self._last_seq, self._last_hash = start
+                self._rollback()
+                if self._conn.in_transaction:
+                    raise JournalError(f"journal {self.path}: a rehearsal's transaction could not be rolled back")
+
     def _flush_pending(self) -> None:
         """Insert the batch's buffered events rows and apply their projections (caller holds
         the lock, inside the batch)."""

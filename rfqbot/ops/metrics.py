@@ -164,10 +164,15 @@ class Metrics:
                  health.get("engine_loop_age_s")),
                 ("rfqbot_listen_key_age_seconds", "Age of the current listen key",
                  (health.get("listen_key") or {}).get("age_s")),
-                ("rfqbot_banned", "1 after an HTTP 418 ban", int(bool(health.get("banned"))))):
+                ("rfqbot_banned", "1 after an HTTP 418 ban", int(bool(health.get("banned")))),
+                ("rfqbot_rehearsals_off", "1 after a failed rehearsal turned the idle rehearsals off",
+                 int(bool(health.get("rehearsals_off"))))):
             if value is None:
                 continue
             out += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
+        if health.get("rehearsals") is not None:
+            out += ["# HELP rfqbot_rehearsals_total Idle rehearsals of the decision path (rolled back, never journaled)",
+                    "# TYPE rfqbot_rehearsals_total counter", f"rfqbot_rehearsals_total {int(health['rehearsals'])}"]
         sent = health.get("orders_sent")
         if sent:
             out += ["# HELP rfqbot_orders_sent_total Order requests written, by the thread that wrote them "
