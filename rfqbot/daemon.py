@@ -33,6 +33,7 @@ from rfqbot.venue.marketplace import MarketPlace
 from rfqbot.records import Pair
 from rfqbot.scheduler import Scheduler, build_scheduler_from_settings
 from rfqbot.streams.setup import build_private_stream, build_public_stream
+from rfqbot.streams.wire import decode_frame
 from rfqbot.streams.connection import StreamConnection
 
 log = structlog.get_logger(__name__)
@@ -181,8 +182,12 @@ class Daemon:
         pairs: list[Pair] = self._until_ready("get pairs", self.marketplace.get_pairs)
         log.info("daemon.venue_ready", venue=profile.name, clock_offset_ms=offset, pairs=[p.name for p in pairs])
         self.actions = RestActions(self.marketplace, self.post, workers=s.engine.accept_workers, clock=self.clock)
-        self.engine = Engine(self.journal, s.chains, s.risk, self.actions, self.marketplace.venue_clock, pairs,
-                             s.engine.min_time_left_ms, rehearse_every_s=s.engine.rehearse_every_ms / 1000)
+        marketplace = self.marketplace
+        self.engine = Engine(self.journal, s.chains, s.risk, self.actions, marketplace.venue_clock, pairs,
+                             s.engine.min_time_left_ms, rehearse_every_s=s.engine.rehearse_every_ms / 1000,
+                             rehearse_hooks=(
+                                 lambda ev: decode_frame("private", ev.raw, ev.received_ms),
+                                 lambda ev: marketplace.rehearse_accept(ev.rfq_id, ev.quotes[0].quote_id)))
         self.engine.add_observer(self._on_engine_entry)
         for observer in self._observers:
             self.engine.add_observer(observer)

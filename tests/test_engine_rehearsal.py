@@ -16,7 +16,9 @@ from rfqbot.engine.inbox import EventQueue
 from rfqbot.engine.rehearsal import REHEARSAL_RFQ_ID
 from rfqbot.engine.risk import RiskSettings
 from rfqbot.errors import ConfigError
+from strategies import compile_chains
 from rfqbot.events import BestQuotes, ShutdownRequested
+from rfqbot.records import RfqStatus as S
 from tests.test_engine import Harness
 
 
@@ -76,18 +78,6 @@ def test_a_failing_rehearsal_turns_rehearsals_off_and_deciding_goes_on(tmp_path)
     h.journal.close()
 
 
-def test_a_journal_failure_in_a_rehearsal_stops_deciding(tmp_path, monkeypatch):
-    h = Harness(tmp_path)
-
-    def failing():
-        raise sqlite3.OperationalError("disk I/O error")
-
-    monkeypatch.setattr(h.journal, "rehearsal", failing)
-    h.engine._rehearse_while_idle()
-    assert not h.engine.deciding and "disk I/O error" in h.engine.journal_failure
-    h.journal.close()
-
-
 def test_nothing_is_rehearsed_while_nothing_could_be_decided(tmp_path):
     h = Harness(tmp_path)
     h.engine.handle(ShutdownRequested(h.now, "stop"))
@@ -101,6 +91,7 @@ def test_nothing_is_rehearsed_while_nothing_could_be_decided(tmp_path):
 
 def test_the_loop_rehearses_while_idle_and_still_decides_and_ticks(tmp_path):
     h = Harness(tmp_path, clock=SystemClock())
+    h.update(S.NEW, rfq="R0")   # an own RFQ open: a quote may come, so rehearsals are useful
     h.engine.rehearse_every_s = 0.002
     ticks = []
     h.engine._on_tick = lambda ev: ticks.append(ev)   # type: ignore[method-assign]
@@ -129,3 +120,162 @@ def test_engine_rehearse_every_ms_setting():
     with pytest.raises(ConfigError) as caught:
         load_config_text("engine:\n  rehearse_every_ms: 5000\n", file="c.yaml")
     assert "engine.rehearse_every_ms" in str(caught.value)
+
+
+def test_the_made_up_frame_is_one_the_decoder_takes_as_the_made_up_quote(tmp_path):
+    from rfqbot.engine.rehearsal import rehearsal_quotes
+    from rfqbot.streams.wire import decode_frame
+    h = Harness(tmp_path)
+    event = rehearsal_quotes(h.engine.pairs["BTC/USDT"], h.engine.market, h.now)
+    decoded = decode_frame("private", event.raw, h.now)
+    assert len(decoded) == 1 and isinstance(decoded[0], BestQuotes)
+    assert decoded[0].rfq_id == event.rfq_id == REHEARSAL_RFQ_ID
+    assert [(q.quote_id, q.price, q.expires_ms) for q in decoded[0].quotes] == \
+        [(q.quote_id, q.price, q.expires_ms) for q in event.quotes]
+    h.journal.close()
+
+
+def test_hooks_get_the_made_up_frame_and_a_failing_one_turns_rehearsals_off(tmp_path):
+    h = Harness(tmp_path)
+    seen = []
+    h.engine.rehearse_hooks = (seen.append,)
+    assert h.engine.rehearse(h.now) is True
+    assert len(seen) == 1 and seen[0].rfq_id == REHEARSAL_RFQ_ID
+
+    def broken(ev):
+        raise OSError("no")
+
+    h.engine.rehearse_hooks = (broken,)
+    assert h.engine.rehearse(h.now) is False and h.engine.rehearsal_off_reason == "OSError: no"
+    assert h.engine.deciding and not h.journal._conn.in_transaction
+    h.journal.close()
+
+
+class _FailingConnection:
+    """The journal's connection, failing the statements that start with ``fail``."""
+
+    def __init__(self, conn, fail: str) -> None:
+        self._conn, self._fail = conn, fail
+
+    def execute(self, sql, *args):
+        if sql.startswith(self._fail):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_rehearsal_leaves_real_rfqs_pauses_and_logs_as_they_were(tmp_path):
+    from structlog.testing import capture_logs
+    h = Harness(tmp_path, chains=_wait_then_accept_chains())
+    h.best(h.quote("Q1", "90", 1), rfq="WAITING")          # a wait: deadline set
+    h.engine.chains = compile_chains({"BTC/USDT": [{"use": "price_limit", "limit_price": "100"}]})
+    h.best(h.quote("Q2", "90", 1), rfq="OUT")              # an accept outstanding
+    h.engine.requests_paused_until_ms = 0
+    snapshots = {rid: (r.snapshot(), r.wait_until_ms, set(r.refused_quotes)) for rid, r in h.engine.rfqs.items()}
+    accepts = list(h.actions.accepts)
+    seen_in_rfqs = []
+    append = h.journal.append
+
+    def spy(*args, **kwargs):
+        seen_in_rfqs.append(REHEARSAL_RFQ_ID in h.engine.rfqs)
+        return append(*args, **kwargs)
+
+    h.journal.append = spy   # type: ignore[method-assign]
+    with capture_logs() as logs:
+        assert h.engine.rehearse(h.now) is True
+    h.journal.append = append   # type: ignore[method-assign]
+    # The made-up RFQ was never in rfqs (health reads it without the lock), not even mid-way.
+    assert seen_in_rfqs and not any(seen_in_rfqs)
+    assert {rid: (r.snapshot(), r.wait_until_ms, set(r.refused_quotes)) for rid, r in h.engine.rfqs.items()} \
+        == snapshots
+    assert h.actions.accepts == accepts and logs == [] and h.engine.requests_paused_until_ms == 0
+    assert h.engine._sends == [] and h.engine._decision_logs == []
+    h.journal.close()
+
+
+def _wait_then_accept_chains():
+    return compile_chains({"BTC/USDT": [{"use": "wait_for_quotes", "min_quotes": 5, "max_wait_ms": 60_000},
+                                        {"use": "price_limit", "limit_price": "100"}]})
+
+
+def test_the_made_up_set_gets_past_a_minimum_quote_count(tmp_path):
+    h = Harness(tmp_path, chains=compile_chains({"BTC/USDT": [
+        {"use": "wait_for_quotes", "min_quotes": 3, "max_wait_ms": 60_000},
+        {"use": "price_limit", "limit_price": "100"}]}))
+    statements: list[str] = []
+    h.journal._conn.set_trace_callback(statements.append)
+    assert h.engine.rehearse(h.now) is True
+    h.journal._conn.set_trace_callback(None)
+    decision = [s for s in statements if s.startswith("INSERT INTO decisions")]
+    assert len(decision) == 1 and "'accept'" in decision[0]
+    h.journal.close()
+
+
+def test_a_clean_journal_error_in_a_rehearsal_turns_rehearsals_off_and_loses_nothing(tmp_path):
+    h = Harness(tmp_path)
+    h.best(h.quote("Q1", "90", 1))
+    head = (h.journal._last_seq, h.journal._last_hash)
+    real = h.journal._conn
+    h.journal._conn = _FailingConnection(real, "INSERT INTO events")
+    h.engine._rehearse_while_idle()
+    h.journal._conn = real
+    assert "disk I/O error" in h.engine.rehearsal_off_reason and h.engine.deciding
+    assert (h.journal._last_seq, h.journal._last_hash) == head and not h.journal.in_transaction()
+    h.best(h.quote("Q2", "90", 1), rfq="R2")
+    assert h.actions.accepts[-1] == ("accept", "R2", "Q2") and h.journal.verify_chain() is None
+    h.journal.close()
+
+
+def test_a_rehearsal_that_cannot_be_rolled_back_stops_deciding(tmp_path):
+    h = Harness(tmp_path)
+    real = h.journal._conn
+    h.journal._conn = _FailingConnection(real, "ROLLBACK")
+    h.engine._rehearse_while_idle()
+    h.journal._conn = real
+    assert not h.engine.deciding and "could not be rolled back" in h.engine.journal_failure
+    real.execute("ROLLBACK")
+    h.journal.close()
+
+
+def test_a_failed_projection_in_a_rehearsal_turns_rehearsals_off_once(tmp_path, monkeypatch):
+    import rfqbot.journal.store as store
+    h = Harness(tmp_path)
+    monkeypatch.setattr(store, "apply_projection", lambda conn, row: False)
+    assert h.engine.rehearse(h.now) is False
+    assert "projection" in h.engine.rehearsal_off_reason and h.engine.deciding
+    assert not h.journal.in_transaction()
+    h.journal.close()
+
+
+def test_a_rehearsals_send_is_never_flushed(tmp_path):
+    h = Harness(tmp_path)
+    h.engine._sends = [("accept", (REHEARSAL_RFQ_ID, "rfqbot-rehearsal-quote-1", None))]
+    h.engine._flush_sends()
+    assert h.actions.calls == []
+    h.journal.close()
+
+
+def test_no_rehearsals_while_no_quote_can_come_and_a_long_interval_still_rehearses(tmp_path):
+    h = Harness(tmp_path, clock=SystemClock())
+    h.engine.rehearse_every_s = 0.08   # longer than the 0.05 s tick
+    q = EventQueue()
+    stop = threading.Event()
+    runner = threading.Thread(target=h.engine.run, args=(q, stop, 0.05))
+    runner.start()
+    time.sleep(0.4)
+    idle_with_nothing_open = h.engine.rehearsals
+    q.put(BestQuotes(h.now, "R1", (h.quote("Q1", "90", 1),), "{}"))   # accepted: outstanding, blocks
+    deadline = time.monotonic() + 10
+    while not h.actions.accepts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    with_accept_outstanding = h.engine.rehearsals
+    q.put(BestQuotes(h.now, "R2", (h.quote("Q2", "200", 1, rfq="R2"),), "{}"))   # above the limit: open
+    time.sleep(0.6)
+    stop.set()
+    runner.join(10)
+    assert idle_with_nothing_open == 0 and with_accept_outstanding == 0
+    assert h.engine.rehearsals >= 3   # every 80 ms while R2 is open, although the tick is 50 ms
+    h.journal.close()

@@ -169,3 +169,13 @@ def test_an_order_4xx_without_a_venue_error_body_is_outcome_unknown(venue: FakeV
     with pytest.raises(VenueError, match="-3003"):
         accept(client)
     client.close()
+
+
+def test_a_rehearsed_order_builds_the_request_and_sends_nothing_books_nothing(venue: FakeVenue) -> None:
+    client = make_client(venue.url)
+    for _ in range(50):   # far more than the 10 order slots per second
+        client.rehearse_order("POST", ACCEPT, [("rfqId", "r1"), ("quoteId", "q1"), ("action", "accept")])
+    assert venue.calls(ACCEPT) == [] and client._order_pool().num_connections == 0
+    assert client.gate.try_send("order") is True   # every pacing slot still free
+    assert sum(client.orders_written.values()) == 0
+    client.close()

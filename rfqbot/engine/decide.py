@@ -41,6 +41,7 @@ class DecisionHandlers:
     _sends: list[tuple[str, tuple[Any, ...]]]
     _decision_logs: list[dict[str, Any]]
     _kill_engaged: bool
+    rehearsing: bool
 
     def _record(self, kind: str, source: str, payload: dict[str, Any], *, rfq_id: str | None = None,
                 quote_id: str | None = None, venue_ms: int | None = None) -> int:
@@ -140,7 +141,7 @@ class DecisionHandlers:
     def _check_kill_switch(self) -> bool:
         """Read the kill-switch file; journal each change (engaged/released) once. A rehearsal
         (``rfqbot.engine.rehearsal``) gets the last known state: what it journals is rolled back."""
-        if getattr(self, "rehearsing", False):
+        if self.rehearsing:
             return self._kill_engaged
         engaged = self.kill_switch.engaged()
         if engaged != self._kill_engaged:

@@ -26,7 +26,7 @@ from rfqbot.journal import projections as kinds
 from rfqbot.clock import VenueClock
 from rfqbot.engine.decide import DecisionHandlers
 from rfqbot.engine.passive import PassiveHandlers
-from rfqbot.engine.rehearsal import RehearsalHandlers
+from rfqbot.engine.rehearsal import REHEARSAL_RFQ_ID, RehearsalHandlers
 from rfqbot.engine.state import (
     ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
     decided_quotes_sql, restore_decided_quotes, restore_rfqs,
@@ -71,7 +71,8 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
 
     def __init__(self, journal: Journal, chains: ChainSet | None, risk: Any, actions: Any, venue_clock: VenueClock,
                  pairs: Iterable[Pair], min_time_left_ms: int = 1000, *, observer: Observer | None = None,
-                 burst: int = 256, rehearse_every_s: float = 0.0) -> None:
+                 burst: int = 256, rehearse_every_s: float = 0.0,
+                 rehearse_hooks: Iterable[Callable[[BestQuotes], None]] = ()) -> None:
         self.journal = journal
         self.chains = chains if chains is not None else ChainSet({})
         self.risk = RiskSettings.from_any(risk)
@@ -106,8 +107,10 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         # while the queue is empty; 0 = never.
         self.rehearse_every_s = float(rehearse_every_s)
         self.rehearsing = False
+        self.rehearsal_rfq: OwnRfq | None = None
         self.rehearsals = 0
         self.rehearsal_off_reason: str | None = None
+        self.rehearse_hooks = tuple(rehearse_hooks)
         # Monotonic time of the loop's last completed iteration: the systemd watchdog and
         # `rfqbot status` read it to tell a healthy engine from a stuck one.
         self.last_loop_monotonic: float | None = None
@@ -153,15 +156,24 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         private_waiting = getattr(events, "private_waiting", None)
         take_dropped = getattr(events, "take_dropped", None)
         every_s = self.rehearse_every_s
+        next_rehearsal = self.local_clock.monotonic() + every_s
         while not stop.is_set():
-            wait_s = tick_s if every_s <= 0 else max(0.0, min(every_s, next_tick - self.local_clock.monotonic()))
+            now = self.local_clock.monotonic()
+            wake_at = next_tick
+            if every_s > 0 and self.rehearsal_useful():
+                wake_at = min(next_tick, next_rehearsal)
             try:
-                first = events.get(timeout=wait_s)
+                first = events.get(timeout=max(0.0, wake_at - now))
             except queue_mod.Empty:
                 first = None
-            if first is None and every_s > 0 and self.local_clock.monotonic() < next_tick:
-                self._rehearse_while_idle()   # idle for every_s and no tick due yet
+            now = self.local_clock.monotonic()
+            if first is None and now < next_tick:
+                if every_s > 0 and now >= next_rehearsal:   # idle that long, no tick due yet
+                    self._rehearse_while_idle()
+                    next_rehearsal = self.local_clock.monotonic() + every_s
                 continue
+            if first is not None:
+                next_rehearsal = now + every_s   # an event's turn runs the path for real (a bare tick does not)
             tick = None
             if self.local_clock.monotonic() >= next_tick or first is None:
                 tick = Tick(self.local_clock.now_ms())
@@ -203,11 +215,16 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             self.last_loop_monotonic = self.local_clock.monotonic()
 
     def _rehearse_while_idle(self) -> None:
-        """One rehearsal (``RehearsalHandlers.rehearse``); a journal that fails in it has failed."""
+        """One rehearsal (``RehearsalHandlers.rehearse``). A journal error in it stops deciding
+        only when its transaction is still open (the journal is then unusable); rolled back
+        cleanly, nothing was lost: rehearsals go off, and a real write meets the error itself."""
         try:
             self.rehearse(self.venue_clock.now_ms())
         except _JOURNAL_WRITE_ERRORS as exc:
-            self._journal_failed(exc, lost_events=0)
+            if self.journal.in_transaction():
+                self._journal_failed(exc, lost_events=0)
+            else:
+                self.turn_rehearsals_off(f"journal: {type(exc).__name__}: {exc}")
 
     def handle(self, event: Event) -> None:
         """Handle one event synchronously (journal commit, then any venue action)."""
@@ -265,6 +282,8 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         sends, self._sends = self._sends, []
         decision_logs, self._decision_logs = self._decision_logs, []
         for action, args in sends:
+            if args and args[0] == REHEARSAL_RFQ_ID:
+                continue   # a rehearsal's: never sent (it keeps its own list; this is the backstop)
             try:
                 getattr(self.actions, action)(*args)
             except Exception as exc:  # noqa: BLE001 - pool closed or broken: the venue never got it
@@ -318,6 +337,8 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         return seq
 
     def _rfq(self, rfq_id: str) -> OwnRfq:
+        if self.rehearsal_rfq is not None and rfq_id == REHEARSAL_RFQ_ID:
+            return self.rehearsal_rfq   # never in self.rfqs (see rfqbot.engine.rehearsal)
         rfq = self.rfqs.get(rfq_id)
         if rfq is None:
             rfq = self.rfqs[rfq_id] = OwnRfq(rfq_id)

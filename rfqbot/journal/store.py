@@ -173,6 +173,7 @@ class Journal:
         self._commits_since_checkpoint = 0   # see checkpoint_when_idle
         self._pending: list[tuple[Any, ...]] = []  # events rows of the open batch, not yet inserted
         self._pending_ops: list[tuple[EventRow, list[Op]]] = []  # their projections, not yet applied
+        self._rehearsing = False   # inside rehearsal(): a failed projection fails it (_apply_projection)
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._busy_retry_s = float(busy_retry_s)
         self._writer_lock = WriterLock(self.path)
@@ -329,8 +330,10 @@ class Journal:
             ops = project_or_log(row)
             if ops:
                 self._pending_ops.append((row, ops))
-        else:
-            apply_projection(self._conn, row)
+        elif not apply_projection(self._conn, row) and self._rehearsing:
+            # Logged once; failing the rehearsal turns rehearsals off instead of logging it again
+            # every few ms about rows that never exist.
+            raise RuntimeError(f"the projection of a rehearsal's {row.kind} row failed (logged above)")
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -370,21 +373,34 @@ class Journal:
         failed write)."""
         with self._lock:
             if self._batch_depth:
-                raise JournalError("a rehearsal cannot run inside batch()")
+                raise RuntimeError("a rehearsal cannot run inside batch()")   # a bug, not the journal
             start = (self._last_seq, self._last_hash)
             self._begin()
             self._batch_depth += 1
+            self._rehearsing = True
+            failure: BaseException | None = None
             try:
                 yield
                 self._flush_pending()
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
+                self._rehearsing = False
                 self._batch_depth -= 1
                 self._pending.clear()
                 self._pending_ops.clear()
                 self._last_seq, self._last_hash = start
                 self._rollback()
-                if self._conn.in_transaction:
-                    raise JournalError(f"journal {self.path}: a rehearsal's transaction could not be rolled back")
+                if self._conn.in_transaction:   # the journal is unusable: this outranks the body's error
+                    after = f" (after {type(failure).__name__}: {failure})" if failure is not None else ""
+                    raise JournalError(f"journal {self.path}: a rehearsal's transaction could not be rolled "
+                                       f"back{after}") from failure
+
+    def in_transaction(self) -> bool:
+        """A transaction is open on the writer connection (between turns: something went wrong)."""
+        with self._lock:
+            return self._conn.in_transaction
 
     def _flush_pending(self) -> None:
         """Insert the batch's buffered events rows and apply their projections (caller holds

@@ -178,6 +178,10 @@ class MarketPlace:
             return None
         return lambda: accept_ack_from_json(inflight.finish(), rfq_id, quote_id)
 
+    def rehearse_accept(self, rfq_id: str, quote_id: str) -> None:
+        """The accept request's bytes built and dropped (``RestClient.rehearse_order``): nothing sent."""
+        self.rest.rehearse_order("POST", ACCEPT_QUOTE, _accept_params(rfq_id, quote_id, "accept"))
+
     def _accept_or_decline(self, rfq_id: str, quote_id: str, action: str,
                            send_by_ms: int | None = None) -> AcceptAck:
         body = self.rest.request("POST", ACCEPT_QUOTE, _accept_params(rfq_id, quote_id, action),

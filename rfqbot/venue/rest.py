@@ -219,6 +219,16 @@ class RestClient:
         self._count_written("engine")
         return OrderInFlight(self, sent, report, method, path, items, send_by_ms)
 
+    def rehearse_order(self, method: str, path: str, params: Sequence[tuple[str, str]] | Mapping[str, Any] = ()) -> None:
+        """Build an order call's signed request bytes, as ``begin_order`` does, and drop them: no
+        connection is taken, no pacing slot used, nothing written or logged. The engine's idle
+        rehearsal calls it so signing and encoding are in the CPU caches when an accept must
+        leave (measured: 0.21 ms after 150 ms idle against 0.02 ms kept warm)."""
+        method = method.upper()
+        prepared = self.prepare(method, path, _items(params), True)
+        self._orders.encode(method, path + (f"?{prepared.query}" if prepared.query else ""), prepared.body,
+                            prepared.headers)
+
     def _count_written(self, path: str) -> None:
         with self._count_lock:
             self.orders_written[path] += 1

@@ -38,6 +38,12 @@ def test_accepts_the_best_quote_within_the_limit(make_sim: Callable[..., Simulat
     assert above not in {e["quote_id"] for e in received} and good not in {e["quote_id"] for e in received}
     assert run.journal.transitions(rfq_id) == sim_statuses(sim, rfq_id) == \
         ["new", "accepted", "processing", "successful"]
+    # The idle rehearsals ran in the live daemon, hooks and all (a failing one would have turned
+    # them off), and none reached the venue or the journal.
+    health = run.daemon.health()
+    assert health["rehearsals"] > 0 and health["rehearsals_off"] is None
+    assert all(e["rfq_id"] != "rfqbot-rehearsal" for e in sim.truth("accept_received"))
+    assert run.journal.status("rfqbot-rehearsal") is None
 
 
 def test_never_accepts_above_the_limit(make_sim: Callable[..., Simulator],
