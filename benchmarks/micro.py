@@ -26,9 +26,10 @@ from typing import Any, Iterator
 from rfqbot.clock import SystemClock, VenueClock
 from rfqbot.engine.loop import Engine
 from rfqbot.journal.store import Journal
-from rfqbot.records import Pair
+from rfqbot.events import RfqUpdate
+from rfqbot.records import Pair, Rfq, RfqStatus
 from rfqbot.engine.risk import RiskSettings
-from rfqbot.streams.wire import decode_frame
+from rfqbot.streams.wire import decode_frame, rehearse_decode
 from strategies import compile_chains
 
 from benchmarks.stats import latency_summary_ms
@@ -124,7 +125,8 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
     tick benchmark and in production: back to back the code and data stay in the CPU caches,
     after a pause they do not, and on a shared VM the same work then takes several times longer.
     ``decision_path_at_rfq_pace_rehearsed`` is that paced run with the engine's idle rehearsals
-    on (``REHEARSE_EVERY_S``, as the daemon runs by default; ``rfqbot.engine.rehearsal``).
+    on (``REHEARSE_EVERY_S``, as the daemon runs by default; ``rfqbot.engine.rehearsal``) and an
+    own RFQ open, as they run only while a quote may come.
     """
     paced = max(1, iterations // 10) if paced_iterations is None else paced_iterations
     with tempfile.TemporaryDirectory(prefix="rfqbot-micro-") as tmp:
@@ -159,11 +161,17 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
                 paced_ns.append(through_engine(text))
         rehearsed_ns: list[int] = []
         engine.rehearse_every_s = REHEARSE_EVERY_S
+        engine.rehearse_hooks = (rehearse_decode,)   # as the daemon does (its other hook signs: no REST here)
+        # Rehearsals run only while a quote may come: an own RFQ open, as in the tick benchmark.
+        engine.handle(RfqUpdate(clock.now_ms(), Rfq("MICRO-OPEN", buy_ccy="BTC", sell_ccy="USDT",
+                                                    sell_amount=Decimal("5000"), status=RfqStatus.NEW,
+                                                    status_raw="new"), "{}"))
         with _engine_thread(engine, events):
             for text in texts[iterations * 2 + paced:iterations * 2 + paced * 2]:
                 time.sleep(IDLE_BEFORE_S)
                 rehearsed_ns.append(through_engine(text))
         engine.rehearse_every_s = 0.0
+        rehearsals = engine.rehearsals
         if profile_path:                           # a separate pass, profiled, not timed
             profiler = cProfile.Profile()
             with _engine_thread(engine, events, profiler):
@@ -185,6 +193,7 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
     return {"iterations": iterations, "decision_path": latency_summary_ms(whole_ns),
             "decision_path_at_rfq_pace": latency_summary_ms(paced_ns),
             "decision_path_at_rfq_pace_rehearsed": latency_summary_ms(rehearsed_ns),
+            "rehearsals_in_the_rehearsed_run": rehearsals,
             "decode_only": latency_summary_ms(decode_ns), "journal_append_commit": latency_summary_ms(append_ns)}
 
 

@@ -33,7 +33,7 @@ from rfqbot.venue.marketplace import MarketPlace
 from rfqbot.records import Pair
 from rfqbot.scheduler import Scheduler, build_scheduler_from_settings
 from rfqbot.streams.setup import build_private_stream, build_public_stream
-from rfqbot.streams.wire import decode_frame
+from rfqbot.streams.wire import rehearse_decode
 from rfqbot.streams.connection import StreamConnection
 
 log = structlog.get_logger(__name__)
@@ -186,7 +186,7 @@ class Daemon:
         self.engine = Engine(self.journal, s.chains, s.risk, self.actions, marketplace.venue_clock, pairs,
                              s.engine.min_time_left_ms, rehearse_every_s=s.engine.rehearse_every_ms / 1000,
                              rehearse_hooks=(
-                                 lambda ev: decode_frame("private", ev.raw, ev.received_ms),
+                                 rehearse_decode,
                                  lambda ev: marketplace.rehearse_accept(ev.rfq_id, ev.quotes[0].quote_id)))
         self.engine.add_observer(self._on_engine_entry)
         for observer in self._observers:

@@ -83,11 +83,13 @@ def test_summary_verdicts_follow_the_issue_targets() -> None:
 
 
 def test_micro_benchmark_runs_the_real_engine(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(micro, "IDLE_BEFORE_S", 0.001)
+    monkeypatch.setattr(micro, "IDLE_BEFORE_S", 0.01)
+    monkeypatch.setattr(micro, "REHEARSE_EVERY_S", 0.002)   # several fit in each idle gap
     result = run_micro(iterations=20, profile_path=tmp_path / "profile.txt", paced_iterations=3)
     assert result["decision_path"]["n"] == 20 and result["journal_append_commit"]["n"] == 20
     assert result["decision_path_at_rfq_pace"]["n"] == 3
     assert result["decision_path_at_rfq_pace_rehearsed"]["n"] == 3
+    assert result["rehearsals_in_the_rehearsed_run"] > 0   # they ran (an own RFQ was open)
     assert "engine/loop.py" in (tmp_path / "profile.txt").read_text()
 
 

@@ -146,7 +146,7 @@ def test_hooks_get_the_made_up_frame_and_a_failing_one_turns_rehearsals_off(tmp_
         raise OSError("no")
 
     h.engine.rehearse_hooks = (broken,)
-    assert h.engine.rehearse(h.now) is False and h.engine.rehearsal_off_reason == "OSError: no"
+    assert h.engine.rehearse(h.now) is False and h.engine.rehearsal_off_reason == "OSError in rehearsal hook broken"
     assert h.engine.deciding and not h.journal._conn.in_transaction
     h.journal.close()
 
@@ -278,4 +278,61 @@ def test_no_rehearsals_while_no_quote_can_come_and_a_long_interval_still_rehears
     runner.join(10)
     assert idle_with_nothing_open == 0 and with_accept_outstanding == 0
     assert h.engine.rehearsals >= 3   # every 80 ms while R2 is open, although the tick is 50 ms
+    h.journal.close()
+
+
+@pytest.mark.parametrize("every_s", [0.0, 0.005])
+def test_a_fake_clock_that_stands_still_still_gets_ticks(tmp_path, every_s):
+    h = Harness(tmp_path)   # FakeClock: its monotonic time never moves by itself
+    h.update(S.NEW, rfq="R0")
+    h.engine.rehearse_every_s = every_s
+    ticks = []
+    h.engine._on_tick = lambda ev: ticks.append(ev)   # type: ignore[method-assign]
+    stop = threading.Event()
+    runner = threading.Thread(target=h.engine.run, args=(EventQueue(), stop, 0.02))
+    runner.start()
+    time.sleep(0.3)
+    stop.set()
+    runner.join(10)
+    assert len(ticks) >= 3 and h.engine.last_loop_monotonic is not None
+    assert (h.engine.rehearsals > 0) == (every_s > 0)
+    h.journal.close()
+
+
+def test_rehearsals_are_useful_only_for_an_open_unexpired_unblocked_rfq_in_a_rehearsable_pair(tmp_path):
+    h = Harness(tmp_path)
+    assert not h.engine.rehearsal_useful()
+    h.update(S.NEW, rfq="R0")
+    h.engine.rehearsal_state_changed()
+    assert h.engine.rehearsal_useful()
+    h.engine.rfqs["R0"].expires_ms = h.now - 1   # expired, open until reconciliation says so
+    h.engine.rehearsal_state_changed()
+    assert not h.engine.rehearsal_useful()
+    h.engine.rfqs["R0"].expires_ms = h.now + 60_000
+    h.engine.chains = compile_chains({"ETH/USDT": [{"use": "price_limit", "limit_price": "1"}]})
+    h.engine.rehearsal_state_changed()
+    assert not h.engine.rehearsal_useful()   # no configured pair has a chain: nothing to rehearse
+    h.journal.close()
+
+
+def test_a_hooks_failure_is_recorded_by_type_only(tmp_path):
+    h = Harness(tmp_path)
+
+    def signs(ev):
+        raise UnicodeEncodeError("latin-1", "k\u20acy", 1, 2, "ordinal not in range")
+
+    h.engine.rehearse_hooks = (signs,)
+    assert h.engine.rehearse(h.now) is False
+    assert h.engine.rehearsal_off_reason == "UnicodeEncodeError in rehearsal hook signs"
+    h.journal.close()
+
+
+def test_the_decode_hook_refuses_a_frame_that_does_not_decode_to_the_quote_set(tmp_path):
+    from rfqbot.engine.rehearsal import rehearsal_quotes
+    from rfqbot.streams.wire import rehearse_decode
+    h = Harness(tmp_path)
+    event = rehearsal_quotes(h.engine.pairs["BTC/USDT"], h.engine.market, h.now)
+    rehearse_decode(event)   # the real one decodes
+    with pytest.raises(ValueError, match="RejectedFrame"):
+        rehearse_decode(BestQuotes(event.received_ms, event.rfq_id, event.quotes, event.raw.replace('"price"', '"x"')))
     h.journal.close()

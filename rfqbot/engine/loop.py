@@ -108,6 +108,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         self.rehearse_every_s = float(rehearse_every_s)
         self.rehearsing = False
         self.rehearsal_rfq: OwnRfq | None = None
+        self._useful_cache: bool | None = None
         self.rehearsals = 0
         self.rehearsal_off_reason: str | None = None
         self.rehearse_hooks = tuple(rehearse_hooks)
@@ -157,28 +158,36 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         take_dropped = getattr(events, "take_dropped", None)
         every_s = self.rehearse_every_s
         next_rehearsal = self.local_clock.monotonic() + every_s
+        waited_for_rehearsals = 0.0   # since the last tick: a fake clock that stands still still ticks
         while not stop.is_set():
             now = self.local_clock.monotonic()
-            wake_at = next_tick
-            if every_s > 0 and self.rehearsal_useful():
-                wake_at = min(next_tick, next_rehearsal)
+            # Wake early for a rehearsal only when one is useful and due before the tick; a wait
+            # that ends at the tick gives a Tick on timeout, whatever the clock says (fake clocks).
+            for_rehearsal = every_s > 0 and next_rehearsal < next_tick and self.rehearsal_useful()
+            wait_s = max(0.0, next_rehearsal - now) if for_rehearsal else tick_s if every_s <= 0 \
+                else max(0.0, next_tick - now)
             try:
-                first = events.get(timeout=max(0.0, wake_at - now))
+                first = events.get(timeout=wait_s)
             except queue_mod.Empty:
                 first = None
-            now = self.local_clock.monotonic()
-            if first is None and now < next_tick:
-                if every_s > 0 and now >= next_rehearsal:   # idle that long, no tick due yet
-                    self._rehearse_while_idle()
+            if first is None and for_rehearsal:
+                waited_for_rehearsals += wait_s
+                if waited_for_rehearsals < tick_s:
+                    if not stop.is_set():
+                        self._rehearse_while_idle()
                     next_rehearsal = self.local_clock.monotonic() + every_s
-                continue
+                    continue
+            now = self.local_clock.monotonic()
             if first is not None:
                 next_rehearsal = now + every_s   # an event's turn runs the path for real (a bare tick does not)
             tick = None
             if self.local_clock.monotonic() >= next_tick or first is None:
                 tick = Tick(self.local_clock.now_ms())
                 next_tick = self.local_clock.monotonic() + tick_s
+                waited_for_rehearsals = 0.0
             dropped = take_dropped() if take_dropped is not None else None
+            if first is None or not isinstance(first, PUBLIC_EVENT_TYPES):
+                self.rehearsal_state_changed()   # own RFQs, pairs or settings may have changed
             handled, taken = 0, 0 if first is None else 1
             try:
                 with self._lock, self.journal.batch():

@@ -99,19 +99,35 @@ class RehearsalHandlers:
     # The made-up RFQ while a rehearsal runs: ``Engine._rfq`` hands it out instead of putting
     # it in ``rfqs`` (which health and status lines read without the lock).
     rehearsal_rfq: OwnRfq | None
+    _useful_cache: bool | None   # rehearsal_useful's last answer; None: look again
+    venue_clock: Any
 
     def _on_best_quotes(self, ev: BestQuotes) -> None:
         raise NotImplementedError
 
+    def rehearsal_state_changed(self) -> None:
+        """Own RFQs, pairs or settings may have changed: ``rehearsal_useful`` looks again."""
+        self._useful_cache = None
+
     def rehearsal_useful(self) -> bool:
-        """Rehearse now? Only while a quote may come that the engine would decide on: an own
-        RFQ open with no accept blocking it, or one being created. Otherwise no CPU is spent:
-        with nothing open there is no quote to be fast for."""
+        """Rehearse now? Only while a quote may come that the engine would decide on: an own RFQ
+        open, not expired and with no accept blocking it (or one being created), in a pair that
+        can be rehearsed. Otherwise no CPU is spent: there is no quote to be fast for. Scans
+        ``rfqs`` only after a turn that may have changed them (``rehearsal_state_changed``);
+        an expiry passing is seen at the next tick's look."""
         if self.rehearsal_off_reason is not None or not self.deciding or self.venue_banned:
             return False
-        if self.pending_creates:
-            return True
-        return any(r.is_open and r.accept_state not in BLOCKING_ACCEPT_STATES for r in self.rfqs.values())
+        if self._useful_cache is None:
+            now = self.venue_clock.now_ms()
+            self._useful_cache = self._rehearsal_pair() is not None and (bool(self.pending_creates) or any(
+                r.is_open and r.accept_state not in BLOCKING_ACCEPT_STATES
+                and (r.expires_ms is None or r.expires_ms > now) for r in self.rfqs.values()))
+        return self._useful_cache
+
+    def _rehearsal_pair(self) -> Pair | None:
+        """The first pair that is not CLOSED and has a strategy chain: the made-up RFQ's."""
+        return next((p for p in self.pairs.values() if self.chains.for_pair(p.name) is not None
+                     and (p.trading_status or "").strip().upper() != "CLOSED"), None)
 
     def rehearse(self, now_ms: int) -> bool:
         """One dry decision on a made-up quote set; True when it ran. False, with nothing done,
@@ -122,12 +138,11 @@ class RehearsalHandlers:
         turns rehearsals off for good, logged once."""
         if self.rehearsal_off_reason is not None or not self.deciding or self.venue_banned:
             return False
-        pair = next((p for p in self.pairs.values() if self.chains.for_pair(p.name) is not None
-                     and (p.trading_status or "").strip().upper() != "CLOSED"), None)
+        pair = self._rehearsal_pair()
         if pair is None:
             return False
-        event = rehearsal_quotes(pair, self.market, now_ms)
         try:
+            event = rehearsal_quotes(pair, self.market, now_ms)
             with self._lock:
                 if self._sends or self._decision_logs:
                     return False   # only between turns, never on top of real work
@@ -143,13 +158,18 @@ class RehearsalHandlers:
                 finally:
                     self.ledger, self._sends, self._decision_logs = saved
                     self.rehearsal_rfq, self.rehearsing = None, False
-            for hook in self.rehearse_hooks:   # outside the lock: the stream and send ends
-                hook(event)
         except (sqlite3.Error, JournalError):
             raise
         except Exception as exc:
             self.turn_rehearsals_off(f"{type(exc).__name__}: {exc}")
             return False
+        for hook in self.rehearse_hooks:   # outside the lock: the stream and send ends
+            try:
+                hook(event)
+            except Exception as exc:
+                # The type only: a signing hook's error could quote a character of a credential.
+                self.turn_rehearsals_off(f"{type(exc).__name__} in rehearsal hook {getattr(hook, '__name__', hook)!s}")
+                return False
         self.rehearsals += 1
         return True
 

@@ -71,6 +71,17 @@ def decode_frame(stream: StreamName, text: str | bytes, received_ms: int) -> lis
         return [RejectedFrame(received_ms, stream, f"decoder error {type(exc).__name__}: {exc}", _clip(text))]
 
 
+def rehearse_decode(event: BestQuotes) -> None:
+    """The engine's rehearsal hook (``rfqbot.engine.rehearsal``): decode its made-up frame as the
+    private stream would, so the decoder is in the CPU caches for the next real one. A frame
+    that does not decode to that quote set raises (rehearsals then go off, logged once) rather
+    than keep warming the reject path."""
+    events = decode_frame("private", event.raw, event.received_ms)
+    if len(events) != 1 or not isinstance(events[0], BestQuotes) or events[0].rfq_id != event.rfq_id:
+        got = ", ".join(type(e).__name__ for e in events)
+        raise ValueError(f"the rehearsal's bestQuote frame decoded to [{got}], not its quote set")
+
+
 def _clip(text: str) -> str:
     if len(text) <= RAW_KEEP_CHARS:
         return text
