@@ -152,13 +152,17 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
                 raise RuntimeError("micro-benchmark: the engine did not accept within 5 s")
             return actions.last_ns - t0
 
+        def fresh(index: int) -> str:
+            """Frame ``index`` stamped now: the paced runs take a minute, longer than a quote lives."""
+            return best_quote_frame(index, int(time.time() * 1000))
+
         paced_ns: list[int] = []
         with _engine_thread(engine, events):      # timed: never under the profiler
             for text in texts[iterations:iterations * 2]:
                 whole_ns.append(through_engine(text))
-            for text in texts[iterations * 2:iterations * 2 + paced]:
+            for index in range(iterations * 2, iterations * 2 + paced):
                 time.sleep(IDLE_BEFORE_S)
-                paced_ns.append(through_engine(text))
+                paced_ns.append(through_engine(fresh(index)))
         rehearsed_ns: list[int] = []
         engine.rehearse_every_s = REHEARSE_EVERY_S
         engine.rehearse_hooks = (rehearse_decode,)   # as the daemon does (its other hook signs: no REST here)
@@ -167,15 +171,15 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
                                                     sell_amount=Decimal("5000"), status=RfqStatus.NEW,
                                                     status_raw="new"), "{}"))
         with _engine_thread(engine, events):
-            for text in texts[iterations * 2 + paced:iterations * 2 + paced * 2]:
+            for index in range(iterations * 2 + paced, iterations * 2 + paced * 2):
                 time.sleep(IDLE_BEFORE_S)
-                rehearsed_ns.append(through_engine(text))
+                rehearsed_ns.append(through_engine(fresh(index)))
         engine.rehearse_every_s = 0.0
         rehearsals = engine.rehearsals
         if profile_path:                           # a separate pass, profiled, not timed
             profiler = cProfile.Profile()
             with _engine_thread(engine, events, profiler):
-                for text in texts[iterations * 2 + paced * 2:]:
+                for text in (fresh(i) for i in range(iterations * 2 + paced * 2, len(texts))):
                     through_engine(text)
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)

@@ -24,7 +24,7 @@ What a rehearsal must never do, and how it is kept from it:
   state is used instead), a projection that fails on the made-up rows fails the rehearsal
   instead of being logged every few ms;
 - cost when it cannot help: it runs only while the queue is empty and a quote may come (an own
-  RFQ open with no accept blocking it, or one being created), holds the engine lock for one
+  RFQ open, not expired, with no accept blocking it, or one being created), holds the engine lock for one
   rehearsal (~0.3 ms; longer only if another process holds the journal's write lock, as for
   any write), and a rehearsal that fails turns rehearsals off for good, with one error logged.
   A journal error in one stops deciding only if its transaction could not be rolled back.
