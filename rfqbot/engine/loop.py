@@ -38,15 +38,13 @@ from rfqbot.events import (
     ShutdownRequested, SpotTick, StreamStatus, Tick, VenueCall,
 )
 from rfqbot.engine.inbox import PUBLIC_EVENT_TYPES, EventQueue
-from rfqbot.journal.store import Journal, JournalError
+from rfqbot.journal.store import JOURNAL_WRITE_ERRORS, Journal
 from rfqbot.records import ACCEPT_TOOK_STATUSES, Pair, Rfq, RfqStatus
 from rfqbot.engine.risk import DAY_MS, KillSwitch, RiskLedger, RiskSettings, check_create
 from strategies import ChainSet, compile_chains
 
 log = structlog.get_logger(__name__)
 
-# A failed write of the journal itself (as opposed to a handler bug on odd input).
-_JOURNAL_WRITE_ERRORS = (sqlite3.Error, JournalError)
 # An accept "rejected" with these codes was never judged by the venue (429 pause, 418 ban).
 RATE_LIMIT_CODES = ("429", "418")
 RATE_LIMIT_RETRY_MS = 1000
@@ -229,7 +227,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         cleanly, nothing was lost: rehearsals go off, and a real write meets the error itself."""
         try:
             self.rehearse(self.venue_clock.now_ms())
-        except _JOURNAL_WRITE_ERRORS as exc:
+        except JOURNAL_WRITE_ERRORS as exc:
             if self.journal.in_transaction():
                 self._journal_failed(exc, lost_events=0)
             else:
@@ -240,7 +238,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         try:
             with self._lock:
                 self._dispatch(event)
-        except _JOURNAL_WRITE_ERRORS as exc:
+        except JOURNAL_WRITE_ERRORS as exc:
             self._sends.clear()
             self._decision_logs.clear()
             self._journal_failed(exc, lost_events=1)
@@ -267,7 +265,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             try:  # a transient failure may let this one through: then the journal says why too
                 self.journal.append("engine.journal_failed", source="engine",
                                     payload={"error": error, "lost_events": lost_events})
-            except _JOURNAL_WRITE_ERRORS:
+            except JOURNAL_WRITE_ERRORS:
                 pass
         else:
             log.error("engine.journal_still_failing", error=error, lost_events=lost_events)
@@ -280,7 +278,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             return
         try:
             handler(event)
-        except _JOURNAL_WRITE_ERRORS:
+        except JOURNAL_WRITE_ERRORS:
             raise  # not bad input: the whole burst fails and the engine stops deciding
         except Exception as exc:  # noqa: BLE001 - bad input never crashes the daemon
             log.error("engine.handler_failed", event_type=type(event).__name__, error=f"{type(exc).__name__}: {exc}")

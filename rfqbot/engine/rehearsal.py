@@ -33,7 +33,6 @@ What a rehearsal must never do, and how it is kept from it:
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -43,7 +42,7 @@ from rfqbot.engine.market import MarketBook
 from rfqbot.engine.risk import RiskLedger
 from rfqbot.engine.state import BLOCKING_ACCEPT_STATES, OwnRfq
 from rfqbot.events import BestQuotes
-from rfqbot.journal.store import Journal, JournalError
+from rfqbot.journal.store import JOURNAL_WRITE_ERRORS, Journal
 from rfqbot.records import Pair, Quote, QuoteMode
 from strategies import ChainSet
 
@@ -115,7 +114,7 @@ class RehearsalHandlers:
         can be rehearsed. Otherwise no CPU is spent: there is no quote to be fast for. Scans
         ``rfqs`` only after a turn that may have changed them (``rehearsal_state_changed``);
         an expiry passing is seen at the next tick's look."""
-        if self.rehearsal_off_reason is not None or not self.deciding or self.venue_banned:
+        if not self._rehearsals_possible():
             return False
         if self._useful_cache is None:
             now = self.venue_clock.now_ms()
@@ -123,6 +122,10 @@ class RehearsalHandlers:
                 r.is_open and r.accept_state not in BLOCKING_ACCEPT_STATES
                 and (r.expires_ms is None or r.expires_ms > now) for r in self.rfqs.values()))
         return self._useful_cache
+
+    def _rehearsals_possible(self) -> bool:
+        """Not turned off by a failed rehearsal, and the engine could decide at all."""
+        return self.rehearsal_off_reason is None and self.deciding and not self.venue_banned
 
     def _rehearsal_pair(self) -> Pair | None:
         """The first pair that is not CLOSED and has a strategy chain: the made-up RFQ's."""
@@ -136,7 +139,7 @@ class RehearsalHandlers:
         flushed). A failure of the journal itself raises (``sqlite3.Error``/``JournalError``):
         the caller (``Engine._rehearse_while_idle``) decides what it means; any other failure
         turns rehearsals off for good, logged once."""
-        if self.rehearsal_off_reason is not None or not self.deciding or self.venue_banned:
+        if not self._rehearsals_possible():
             return False
         pair = self._rehearsal_pair()
         if pair is None:
@@ -158,7 +161,7 @@ class RehearsalHandlers:
                 finally:
                     self.ledger, self._sends, self._decision_logs = saved
                     self.rehearsal_rfq, self.rehearsing = None, False
-        except (sqlite3.Error, JournalError):
+        except JOURNAL_WRITE_ERRORS:
             raise
         except Exception as exc:
             self.turn_rehearsals_off(f"{type(exc).__name__}: {exc}")

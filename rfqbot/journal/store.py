@@ -64,7 +64,7 @@ _INSERT_EVENT = ("INSERT INTO events (seq, local_ms, venue_ms, source, kind, rfq
 
 SCHEMA_VERSION = 3
 __all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "Journal", "JournalDamaged", "JournalError", "JournalLocked", "JournalState",
-           "JournalUnreachable",
+           "JournalUnreachable", "JOURNAL_WRITE_ERRORS",
            "apply_projection", "canonical_json", "checkpoint_seal", "open_readonly", "replay_events", "row_hash",
            "verify_rows"]
 
@@ -89,6 +89,11 @@ class JournalUnreachable(JournalError, sqlite3.OperationalError):
     """A reader cannot open the ``-wal``/``-shm`` files beside a WAL journal (a read-only folder,
     another user's files): the journal itself is probably fine. Also an ``OperationalError``, so
     callers that report an unreadable journal inline (``rfqbot status``, ``doctor``) still do."""
+
+
+# What a failed write of the journal itself raises (as opposed to a bug on odd input): the
+# engine stops deciding on these.
+JOURNAL_WRITE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, JournalError)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -353,13 +358,8 @@ class Journal:
             except BaseException:
                 self._batch_depth -= 1
                 if self._batch_depth == 0:
-                    self._pending.clear()
-                    self._pending_ops.clear()
-                    # The chain head goes back first: a failing ROLLBACK must not leave it
-                    # pointing at rows that were never committed.
                     assert self._batch_start is not None
-                    self._last_seq, self._last_hash = self._batch_start
-                    self._rollback()
+                    self._abandon(self._batch_start)
                 raise
             self._batch_depth -= 1
 
@@ -388,14 +388,20 @@ class Journal:
             finally:
                 self._rehearsing = False
                 self._batch_depth -= 1
-                self._pending.clear()
-                self._pending_ops.clear()
-                self._last_seq, self._last_hash = start
-                self._rollback()
+                self._abandon(start)
                 if self._conn.in_transaction:   # the journal is unusable: this outranks the body's error
                     after = f" (after {type(failure).__name__}: {failure})" if failure is not None else ""
                     raise JournalError(f"journal {self.path}: a rehearsal's transaction could not be rolled "
                                        f"back{after}") from failure
+
+    def _abandon(self, head: tuple[int, str]) -> None:
+        """Drop the open transaction: buffered rows, the chain head back to ``head``, ROLLBACK.
+        The head goes back first: a failing ROLLBACK must not leave it pointing at rows that
+        were never committed."""
+        self._pending.clear()
+        self._pending_ops.clear()
+        self._last_seq, self._last_hash = head
+        self._rollback()
 
     def in_transaction(self) -> bool:
         """A transaction is open on the writer connection (between turns: something went wrong)."""
