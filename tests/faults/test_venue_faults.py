@@ -178,7 +178,10 @@ def test_418_stops_all_requests_and_alerts(make_sim: Callable[..., Simulator], s
         wait_for(lambda: [a for a in alerter.sent if a.kind == "banned"], 10, "the banned alert")
         row.recover_s = time.monotonic() - started  # time to a safe stop (nothing more is sent)
         assert daemon.health()["banned"] is True
-        ban_seq = next(c["seq"] for c in venue_calls(journal) if c["http_status"] == 418)
+        # The alert is raised on the calling thread; the call's journal row follows via the writer.
+        banned_calls = wait_for(lambda: [c for c in venue_calls(journal) if c["http_status"] == 418], 10,
+                                "the 418 call in the journal")
+        ban_seq = banned_calls[0]["seq"]
         # Trading goes on trying (an RFQ to create, the keepalive again): all refused locally.
         own_before = len(own_rfqs(sim))
         daemon.post(CreateRfqCommand(int(time.time() * 1000), "BTC", "USDT", Decimal("10000"),
