@@ -28,8 +28,9 @@ from rfqbot.engine.decide import DecisionHandlers
 from rfqbot.engine.passive import PassiveHandlers
 from rfqbot.engine.rehearsal import REHEARSAL_RFQ_ID, RehearsalHandlers
 from rfqbot.engine.state import (
-    ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, OwnRfq, accept_state_after, next_status,
-    decided_quotes_sql, restore_decided_quotes, restore_rfqs,
+    ACCEPT_ACCEPTED, ACCEPT_NONE, ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN, SETTLED_KEPT_MS, OwnRfq, accept_state_after,
+    decided_quotes_sql, is_settled_before, live_own_rfqs_where, next_status, own_rfq_from_row,
+    restore_decided_quotes, restore_rfqs,
 )
 from rfqbot.engine.market import MarketBook
 from rfqbot.events import (
@@ -51,6 +52,8 @@ RATE_LIMIT_RETRY_MS = 1000
 # The venue's RFQ history reaches back 90 days (create time); a day less leaves room for skew.
 HISTORY_WINDOW_MS = 89 * DAY_MS
 HISTORY_MARGIN_MS = 3_600_000
+# How often a tick drops settled RFQs (and old risk-ledger entries) from memory.
+FORGET_EVERY_MS = 60_000
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -113,12 +116,19 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         # Monotonic time of the loop's last completed iteration: the systemd watchdog and
         # `rfqbot status` read it to tell a healthy engine from a stuck one.
         self.last_loop_monotonic: float | None = None
+        self._next_forget_ms = 0
+        # Whether the journal holds own RFQs that memory does not (dropped as settled, here or
+        # before a restart): only then is an unknown RFQ id looked up there (``_rfq``).
+        self._rfqs_only_in_journal = False
         self._restore()
 
     def _restore(self) -> None:
         now = self.venue_clock.now_ms()
-        state = self.journal.load_state(since_ms=now - DAY_MS)
-        self.rfqs = restore_rfqs(state.rfqs, state.unknown_accepts, self.pairs.values(), self.local_clock.now_ms())
+        local_now = self.local_clock.now_ms()
+        live = live_own_rfqs_where(local_now - SETTLED_KEPT_MS)
+        state = self.journal.load_state(since_ms=now - DAY_MS, rfqs_where=live)
+        self.rfqs = restore_rfqs(state.rfqs, state.unknown_accepts, self.pairs.values(), local_now)
+        self._rfqs_only_in_journal = bool(self.journal.own_rfq_rows(f"NOT {live[0]} LIMIT 1", live[1]))
         restore_decided_quotes(self.rfqs, self.journal.query(*decided_quotes_sql()))
         for accept in state.recent_accepts:
             self.ledger.record(accept["rfq_id"], accept["at_ms"], accept["amounts"])
@@ -348,8 +358,36 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             return self.rehearsal_rfq   # never in self.rfqs (see rfqbot.engine.rehearsal)
         rfq = self.rfqs.get(rfq_id)
         if rfq is None:
-            rfq = self.rfqs[rfq_id] = OwnRfq(rfq_id)
+            known = self._rfq_from_journal(rfq_id) if self._rfqs_only_in_journal else None
+            rfq = self.rfqs[rfq_id] = known or OwnRfq(rfq_id)
         return rfq
+
+    def _rfq_from_journal(self, rfq_id: str) -> OwnRfq | None:
+        """An own RFQ not in memory as the journal left it (dropped by ``forget_settled``, or
+        settled long before this process started), so a late message about it meets its final
+        state instead of a blank one that could be accepted on. None for an RFQ never seen."""
+        rows = self.journal.own_rfq_rows("rfq_id = ?", (rfq_id,))
+        if not rows:
+            return None
+        rfq = own_rfq_from_row(rows[rfq_id], self.pairs.values())
+        if not rfq.is_final:   # not dropped by this process; its refused/declined quotes too
+            restore_decided_quotes({rfq_id: rfq}, self.journal.query(*decided_quotes_sql(rfq_id)))
+        return rfq
+
+    def forget_settled(self, now_ms: int) -> int:
+        """Drop RFQs settled more than ``SETTLED_KEPT_MS`` ago (local ``now_ms``), and risk-ledger
+        entries no limit can count any more; how many RFQs were dropped. The journal keeps
+        them (``_rfq_from_journal`` reads one back if it is mentioned again): memory and the
+        per-tick scan stay proportional to the live RFQs over months of running."""
+        before = now_ms - SETTLED_KEPT_MS
+        settled = [rfq_id for rfq_id, rfq in self.rfqs.items() if is_settled_before(rfq, before)]
+        for rfq_id in settled:
+            del self.rfqs[rfq_id]
+        self._rfqs_only_in_journal = self._rfqs_only_in_journal or bool(settled)
+        self.ledger.forget_before(now_ms - 2 * DAY_MS)
+        if settled:
+            log.debug("engine.settled_rfqs_forgotten", count=len(settled), kept=len(self.rfqs))
+        return len(settled)
 
     def _observe_status(self, rfq: OwnRfq, status: RfqStatus | None, raw: str | None, cause: str,
                         at_ms: int, *, allow_reopen: bool = True) -> None:
@@ -558,6 +596,10 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
     def _on_tick(self, ev: Tick) -> None:
         now = self.venue_clock.now_ms()
         self._check_kill_switch()
+        local_now = self.local_clock.now_ms()
+        if local_now >= self._next_forget_ms:
+            self._next_forget_ms = local_now + FORGET_EVERY_MS
+            self.forget_settled(local_now)
         for rfq in list(self.rfqs.values()):
             if rfq.wait_until_ms is not None and rfq.wait_until_ms <= now:
                 rfq.wait_until_ms = None

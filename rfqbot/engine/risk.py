@@ -113,6 +113,15 @@ class RiskLedger:
         except ValueError:
             pass
 
+    def forget_before(self, before_ms: int) -> None:
+        """Drop what no limit counts any more: accepts sent before ``before_ms`` (their days are
+        over; a late refusal of one changes no current total) and past days' totals."""
+        for rfq_id in [rfq_id for rfq_id, (at_ms, _) in self._by_rfq.items() if at_ms < before_ms]:
+            del self._by_rfq[rfq_id]
+        today = utc_day(before_ms)
+        for key in [key for key in self._daily if key[0] < today]:
+            del self._daily[key]
+
     def accepts_in_last_minute(self, now_ms: int) -> int:
         while self._recent and self._recent[0][0] <= now_ms - MINUTE_MS:
             self._recent.popleft()

@@ -180,6 +180,62 @@ class OwnRfq:
         }
 
 
+# --- which RFQs the engine keeps in memory ------------------------------------------------------
+
+SETTLED_KEPT_MS = 3_600_000
+"""How long a settled RFQ stays in the engine's memory after it became final.
+
+Settled: final, and no accept of ours outstanding or in doubt. Nothing can happen to such an
+RFQ any more; it stays an hour so that late pushes about it are compared in memory, then it is
+dropped (``Engine.forget_settled``), so that a daemon running for months holds (and checks on
+every tick) only its live RFQs. A later message about a dropped RFQ reads it back from the
+journal (``Engine._rfq``), and a restart loads only live RFQs (``live_own_rfqs_where``): the
+journal keeps everything; memory keeps what can still change.
+"""
+
+_UNSETTLED_ACCEPTS = (ACCEPT_OUTSTANDING, ACCEPT_UNKNOWN)
+
+
+def is_settled_before(rfq: OwnRfq, before_ms: int) -> bool:
+    """``rfq`` is settled and became final before ``before_ms`` (local ms): it may be dropped
+    from memory. The same rule as ``live_own_rfqs_where``, in SQL for a restart."""
+    return (rfq.is_final and rfq.accept_state not in _UNSETTLED_ACCEPTS and rfq.inflight_quote_id is None
+            and (rfq.updated_ms or rfq.created_ms or 0) < before_ms)
+
+
+def live_own_rfqs_where(settled_before_ms: int) -> tuple[str, tuple[Any, ...]]:
+    """The ``rfqs`` rows a restart loads: ``is_settled_before``'s complement, in SQL.
+
+    Also kept: an RFQ with an accept decision whose result was never journaled or is unknown,
+    so that ``restore_rfqs`` can tell (from its row's ``last_seq``) whether that doubt was
+    already settled, rather than seeing the doubt without its RFQ.
+    """
+    finals = ", ".join("?" for _ in FINAL_STATUS_WORDS)
+    unsettled = ", ".join("?" for _ in _UNSETTLED_ACCEPTS)
+    sql = (f"NOT (status IN ({finals}) AND COALESCE(accept_state, '{ACCEPT_NONE}') NOT IN ({unsettled}) "
+           "AND COALESCE(updated_ms, created_ms, 0) < ? AND rfq_id NOT IN (SELECT rfq_id FROM decisions "
+           "WHERE action = 'accept' AND (result_outcome IS NULL OR result_outcome = 'unknown')))")
+    return sql, (*FINAL_STATUS_WORDS, *_UNSETTLED_ACCEPTS, settled_before_ms)
+
+
+def own_rfq_from_row(row: dict[str, Any], pairs: Iterable[Pair]) -> OwnRfq:
+    """An own RFQ as its journal ``rfqs`` row left it (money already ``Decimal``). An accept that
+    was outstanding has no worker any more in this process: its outcome is unknown."""
+    rfq = OwnRfq(row["rfq_id"])
+    rfq.buy_ccy, rfq.sell_ccy = row["buy_ccy"], row["sell_ccy"]
+    rfq.mode = QuoteMode.parse(row["mode"] or "")
+    rfq.buy_amount, rfq.sell_amount, rfq.price = row["buy_amount"], row["sell_amount"], row["price"]
+    rfq.status = RfqStatus.parse(row["status"]) if row["status"] else None
+    rfq.status_raw, rfq.client_order_id = row["status_raw"], row["client_order_id"]
+    rfq.expires_ms, rfq.created_ms, rfq.updated_ms = row["expires_ms"], row["created_ms"], row["updated_ms"]
+    rfq.accept_state = row["accept_state"] or ACCEPT_NONE
+    rfq.accepted_quote_id = row["accepted_quote_id"]
+    rfq.resolve_pair(pairs)
+    if rfq.accept_state == ACCEPT_OUTSTANDING:
+        rfq.accept_state = ACCEPT_UNKNOWN
+    return rfq
+
+
 def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str, Any]], pairs: Iterable[Pair],
                  now_ms: int) -> dict[str, OwnRfq]:
     """Rebuild own RFQs from ``Journal.load_state`` after a restart.
@@ -188,20 +244,7 @@ def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str
     is unknown, and the RFQ stays blocked until reconciliation asks the venue.
     """
     pairs = list(pairs)
-    out: dict[str, OwnRfq] = {}
-    for row in rows.values():
-        rfq = out[row["rfq_id"]] = OwnRfq(row["rfq_id"])
-        rfq.buy_ccy, rfq.sell_ccy = row["buy_ccy"], row["sell_ccy"]
-        rfq.mode = QuoteMode.parse(row["mode"] or "")
-        rfq.buy_amount, rfq.sell_amount, rfq.price = row["buy_amount"], row["sell_amount"], row["price"]
-        rfq.status = RfqStatus.parse(row["status"]) if row["status"] else None
-        rfq.status_raw, rfq.client_order_id = row["status_raw"], row["client_order_id"]
-        rfq.expires_ms, rfq.created_ms, rfq.updated_ms = row["expires_ms"], row["created_ms"], row["updated_ms"]
-        rfq.accept_state = row["accept_state"] or ACCEPT_NONE
-        rfq.accepted_quote_id = row["accepted_quote_id"]
-        rfq.resolve_pair(pairs)
-        if rfq.accept_state == ACCEPT_OUTSTANDING:
-            rfq.accept_state = ACCEPT_UNKNOWN
+    out: dict[str, OwnRfq] = {row["rfq_id"]: own_rfq_from_row(row, pairs) for row in rows.values()}
     for doubt in unknown_accepts:
         row = rows.get(doubt["rfq_id"])
         if row is not None and (row["last_seq"] or 0) >= doubt["decision_seq"]:
@@ -222,16 +265,19 @@ def restore_rfqs(rows: dict[str, dict[str, Any]], unknown_accepts: list[dict[str
 _NOT_JUDGED_CODES = ("429", "418")
 
 
-def decided_quotes_sql() -> tuple[str, tuple[str, ...]]:
+def decided_quotes_sql(rfq_id: str | None = None) -> tuple[str, tuple[str, ...]]:
     """The query behind ``restore_decided_quotes``: accept/decline decisions of own RFQs that are
-    not final, with the venue code of each accept's result (from its accept.result event)."""
+    not final (of ``rfq_id`` only, if given), with the venue code of each accept's result (from
+    its accept.result event)."""
     finals = ", ".join("?" for _ in FINAL_STATUS_WORDS)
     sql = ("SELECT d.rfq_id, d.quote_id, d.action, d.result_outcome, "
            "json_extract(e.payload, '$.venue_code') AS venue_code "
            "FROM decisions d LEFT JOIN events e ON e.seq = d.result_seq "
            "WHERE d.action IN ('accept', 'decline') AND d.quote_id IS NOT NULL AND d.rfq_id IN "
            f"(SELECT rfq_id FROM rfqs WHERE own = 1 AND (status IS NULL OR status NOT IN ({finals})))")
-    return sql, FINAL_STATUS_WORDS
+    if rfq_id is None:
+        return sql, FINAL_STATUS_WORDS
+    return sql + " AND d.rfq_id = ?", (*FINAL_STATUS_WORDS, rfq_id)
 
 
 def restore_decided_quotes(rfqs: dict[str, OwnRfq], rows: Iterable[dict[str, Any]]) -> None:

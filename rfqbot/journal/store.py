@@ -520,14 +520,23 @@ class Journal:
             self._flush_pending()
             return verify_rows(self._conn)
 
-    def load_state(self, *, since_ms: int | None = None) -> JournalState:
-        """Restart recovery: own RFQs' last state, accepts whose outcome is unknown, and accepts
-        since ``since_ms`` (venue time) that were not definitively refused (for risk counters)."""
-        state = JournalState(last_seq=self._last_seq)
-        for row in self.query("SELECT * FROM rfqs WHERE own = 1"):
+    def own_rfq_rows(self, where: str = "", params: tuple[Any, ...] = ()) -> dict[str, dict[str, Any]]:
+        """Own RFQs' ``rfqs`` rows by id, money as ``Decimal``; ``where`` (SQL on that table, with
+        ``params``) narrows them."""
+        rows: dict[str, dict[str, Any]] = {}
+        for row in self.query("SELECT * FROM rfqs WHERE own = 1" + (f" AND {where}" if where else ""), params):
             for money in ("buy_amount", "sell_amount", "price"):
                 row[money] = Decimal(row[money]) if row[money] is not None else None
-            state.rfqs[row["rfq_id"]] = row
+            rows[row["rfq_id"]] = row
+        return rows
+
+    def load_state(self, *, since_ms: int | None = None,
+                   rfqs_where: tuple[str, tuple[Any, ...]] = ("", ())) -> JournalState:
+        """Restart recovery: own RFQs' last state (those ``rfqs_where`` keeps; all by default),
+        accepts whose outcome is unknown, and accepts since ``since_ms`` (venue time) that were
+        not definitively refused (for risk counters)."""
+        state = JournalState(last_seq=self._last_seq)
+        state.rfqs = self.own_rfq_rows(*rfqs_where)
         state.unknown_accepts = self.query(
             "SELECT seq AS decision_seq, rfq_id, quote_id, price, at_ms, result_outcome FROM decisions "
             "WHERE action = 'accept' AND (result_outcome IS NULL OR result_outcome = 'unknown') ORDER BY seq")
