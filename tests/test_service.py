@@ -294,6 +294,8 @@ def test_daemon_against_simulator_ready_reload_stop(tmp_path: Path, receiver: No
         ready_at = [m[0] for m in receiver.messages].index("READY=1")
         assert receiver.messages[ready_at][1].startswith("STATUS=ready; streams public=subscribed "
                                                          "private=subscribed")
+        # READY=1 follows the streams and the key; the engine thread's first turn is not ordered with it.
+        assert wait_for(lambda: daemon.health()["engine_loop_age_s"] is not None, 5), "the engine loop never turned"
         health = daemon.health()
         assert is_ready(health) and health["engine_loop_age_s"] is not None
         assert wait_for(lambda: "WATCHDOG=1" in [m[0] for m in receiver.drain()], 5)
@@ -301,7 +303,15 @@ def test_daemon_against_simulator_ready_reload_stop(tmp_path: Path, receiver: No
         assert wait_for(lambda: status_file.exists() and json.loads(status_file.read_text())["ready"], 5)
 
         assert daemon.request_reload() is True
-        firsts = [m[0] for m in receiver.drain()]
+        # RELOADING=1 leaves on this thread; the READY=1 that ends the reload is sent from the
+        # engine thread once it has applied the reload: gather datagrams until it came.
+        firsts: list[str] = []
+
+        def reload_answered() -> bool:
+            firsts.extend(m[0] for m in receiver.drain())
+            return "RELOADING=1" in firsts and "READY=1" in firsts[firsts.index("RELOADING=1"):]
+
+        assert wait_for(reload_answered, 10), receiver.messages
         assert firsts.index("RELOADING=1") < len(firsts) - 1 - firsts[::-1].index("READY=1")
         starter.join(5)
     finally:

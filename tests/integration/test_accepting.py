@@ -31,6 +31,9 @@ def test_accepts_the_best_quote_within_the_limit(make_sim: Callable[..., Simulat
     wait_for(lambda: run.journal.status(rfq_id) == "successful", 10, "the journal to show successful")
     received = accepts_at_sim(sim, rfq_id)
     assert [e["quote_id"] for e in received] == [best]
+    # "successful" comes over the private stream ~20 ms after the accept; the accept's own answer
+    # (accept.result, posted by a REST worker) may be journaled after it: wait for that row too.
+    wait_for(lambda: run.journal.events("accept.result", rfq_id=rfq_id), 10, "the accept's result in the journal")
     decisions = [d for d in run.journal.decisions(rfq_id) if d["action"] == "accept"]
     assert len(decisions) == 1
     assert decisions[0]["quote_id"] == best and str(decisions[0]["price"]) == "105800"
