@@ -181,6 +181,35 @@ def test_full_lifecycle_order_and_no_watchdog_while_stalled(receiver: NotifyRece
     assert sequence[-1] == "STOPPING=1"
 
 
+def test_a_poll_in_flight_when_the_stop_begins_sends_its_ping_before_stopping(receiver: NotifyReceiver) -> None:
+    """A poll past its phase check when STOPPING=1 goes out must not ping the watchdog after it."""
+    clock = FakeClock()
+    health = FakeHealth()
+    monitor = make_monitor(receiver, health, clock)
+    monitor.on_lifecycle("started", {})
+    receiver.drain()
+    clock.advance(30)                                 # a ping is due at the next poll
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_health() -> dict[str, Any]:
+        inside.set()
+        release.wait(5)
+        return health.value
+
+    monitor.health = slow_health
+    poller = threading.Thread(target=monitor.poll)
+    poller.start()
+    assert inside.wait(5)
+    stopper = threading.Thread(target=monitor.on_lifecycle, args=("stopping", {"reason": "signal"}))
+    stopper.start()
+    stopper.join(0.2)                                 # the stop waits for the poll in flight...
+    release.set()
+    poller.join(5)
+    stopper.join(5)
+    sequence = [m[0] for m in receiver.drain() if not m[0].startswith("STATUS=")]
+    assert sequence == ["WATCHDOG=1", "STOPPING=1"]   # ...so its ping cannot land after STOPPING=1
+
+
 def test_stall_without_watchdog_configured_sends_no_ping_but_logs(receiver: NotifyReceiver) -> None:
     clock = FakeClock()
     health = FakeHealth()

@@ -124,11 +124,14 @@ class ServiceMonitor:
                 outcome += "; restart needed for " + ", ".join(details["restart_needed"])
             self._send("READY=1", "STATUS=" + outcome[:200])
         elif stage == "stopping":
-            with self._lock:
-                if self.phase in ("stopping", "stopped"):
-                    return
-                self.phase = "stopping"
-            self._send("STOPPING=1", f"STATUS=stopping: {details.get('reason', '')}")
+            # Under the poll lock: a poll already past its phase check finishes (and sends its
+            # WATCHDOG=1) first, so nothing but STOPPING=1 follows the stop (systemd's order).
+            with self._poll_lock:
+                with self._lock:
+                    if self.phase in ("stopping", "stopped"):
+                        return
+                    self.phase = "stopping"
+                self._send("STOPPING=1", f"STATUS=stopping: {details.get('reason', '')}")
         elif stage == "stopped":
             with self._lock:
                 self.phase = "stopped"
