@@ -252,7 +252,7 @@ def test_a_failed_projection_in_a_rehearsal_turns_rehearsals_off_once(tmp_path, 
 def test_a_rehearsals_send_is_never_flushed(tmp_path):
     h = Harness(tmp_path)
     h.engine._sends = [("accept", (REHEARSAL_RFQ_ID, "rfqbot-rehearsal-quote-1", None))]
-    h.engine._flush_sends()
+    h.engine._after_commit()
     assert h.actions.calls == []
     h.journal.close()
 

@@ -130,7 +130,7 @@ class DecisionHandlers:
         latency = max(0, self.local_clock.now_ms() - received_ms)
         payload = {**payload, "latency_ms": latency, "pair": rfq.pair, "rfq_state": rfq.snapshot()}
         seq = self._record(kinds.KIND_DECISION, "engine", payload, rfq_id=rfq.rfq_id, quote_id=quote_id)
-        # Logged by _flush_sends once committed and any request has left: the log line (~0.1 ms
+        # Logged by _after_commit once committed and any request has left: the log line (~0.1 ms
         # at info) is not on the path to the venue, and never reports a decision rolled back.
         self._decision_logs.append({"rfq_id": rfq.rfq_id, "pair": rfq.pair, "final": payload.get("final"),
                                     "action": payload.get("action"), "quote_id": quote_id,

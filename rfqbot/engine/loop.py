@@ -101,6 +101,10 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         self._observers: list[Observer] = [observer] if observer else []
         self._sends: list[tuple[str, tuple[Any, ...]]] = []
         self._decision_logs: list[dict[str, Any]] = []  # written after the commit and the sends
+        # Journaled entries for the observers, told after the commit and the sends: an observer
+        # (alerts, metrics, the demo's printer) never sees an entry that a failed commit undid,
+        # and never delays an accept.
+        self._observed: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.RLock()
         self._kill_engaged = False
         self._burst = burst
@@ -147,7 +151,8 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
                                                        "recent_accepts": len(state.recent_accepts)})
 
     def add_observer(self, observer: Observer) -> None:
-        """Called with (kind, payload) after each journaled entry (the demo prints RFQ lives)."""
+        """Called with (kind, payload) for each journaled entry, on the engine thread, once its
+        turn has committed and its sends have left (the demo prints RFQ lives)."""
         self._observers.append(observer)
 
     # --- loop -------------------------------------------------------------------------------
@@ -221,11 +226,10 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
                         self._dispatch(tick)
             except Exception as exc:  # noqa: BLE001 - the loop must survive; sends stay unsent
                 # Nothing of the burst is committed, so nothing decided in it may leave.
-                self._sends.clear()
-                self._decision_logs.clear()
+                self._drop_uncommitted()
                 self._journal_failed(exc, lost_events=taken)
             else:
-                self._flush_sends()
+                self._after_commit()
             if self.journal_failure is None and events.empty():
                 self.journal.checkpoint_when_idle()   # nothing waits: the WAL copy costs no decision
             # The loop still turns (the watchdog must not restart a daemon into the same full disk).
@@ -249,11 +253,16 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             with self._lock:
                 self._dispatch(event)
         except JOURNAL_WRITE_ERRORS as exc:
-            self._sends.clear()
-            self._decision_logs.clear()
+            self._drop_uncommitted()
             self._journal_failed(exc, lost_events=1)
             return
-        self._flush_sends()
+        self._after_commit()
+
+    def _drop_uncommitted(self) -> None:
+        """A turn's transaction failed: what it decided must not leave, nor be told to observers."""
+        self._sends.clear()
+        self._decision_logs.clear()
+        self._observed.clear()
 
     def _journal_failed(self, exc: BaseException, *, lost_events: int) -> None:
         """A journal write failed (disk full, read-only, I/O error): stop deciding, for good.
@@ -295,7 +304,9 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
             self._record("engine.error", "engine", {"event_type": type(event).__name__,
                                                    "error": f"{type(exc).__name__}: {exc}"})
 
-    def _flush_sends(self) -> None:
+    def _after_commit(self) -> None:
+        """What a committed turn may now do, most urgent first: hand its accepts, declines and
+        creates over, write its decision log lines, then tell the observers its entries."""
         sends, self._sends = self._sends, []
         decision_logs, self._decision_logs = self._decision_logs, []
         for action, args in sends:
@@ -311,6 +322,15 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
                                              message=f"not sent: {exc}"))
         for fields in decision_logs:
             log.info("decision", **fields)
+        # Taken only now: a send that failed above was handled (and its entries observed) by a
+        # nested turn, which told this turn's entries first, in journal order.
+        observed, self._observed = self._observed, []
+        for kind, entry in observed:
+            for observer in self._observers:
+                try:
+                    observer(kind, entry)
+                except Exception as exc:  # noqa: BLE001 - a display bug must not stop trading
+                    log.warning("engine.observer_failed", error=str(exc))
 
     def open_rfq_count(self) -> int:
         """Own RFQs not yet final (thread-safe read for status lines)."""
@@ -344,13 +364,8 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
                 quote_id: str | None = None, venue_ms: int | None = None) -> int:
         seq = self.journal.append(kind, source=source, payload=payload, rfq_id=rfq_id, quote_id=quote_id,
                                   venue_ms=venue_ms)
-        if self.rehearsing:
-            return seq   # rolled back: nobody may see it
-        for observer in self._observers:
-            try:
-                observer(kind, {"seq": seq, "rfq_id": rfq_id, "quote_id": quote_id, **payload})
-            except Exception as exc:  # noqa: BLE001 - a display bug must not stop trading
-                log.warning("engine.observer_failed", error=str(exc))
+        if self._observers and not self.rehearsing:   # a rehearsal's rows are rolled back: nobody sees them
+            self._observed.append((kind, {"seq": seq, "rfq_id": rfq_id, "quote_id": quote_id, **payload}))
         return seq
 
     def _rfq(self, rfq_id: str) -> OwnRfq:

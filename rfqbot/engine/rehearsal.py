@@ -17,7 +17,7 @@ What a rehearsal must never do, and how it is kept from it:
 - leave a trace in the journal: ``Journal.rehearsal`` rolls back and restores the chain head;
 - change the engine's state: the made-up RFQ never enters ``rfqs`` (``Engine._rfq`` hands out
   a scratch one), the risk ledger and the send and decision-log lists are scratch ones
-  (``_flush_sends`` also drops anything for the made-up RFQ), ``deciding`` / pauses / bans
+  (``_after_commit`` also drops anything for the made-up RFQ), ``deciding`` / pauses / bans
   are only read;
 - be seen: observers (metrics, alerts, the demo) are not called, the kill-switch file is not
   read (a change it would journal would be rolled back and so never journaled: the last known

@@ -240,8 +240,8 @@ class ServiceMonitor:
 class Operations:
     """Everything operational around one daemon: monitor, alerts, metrics. Build, attach, close.
 
-    ``observers`` go to ``Daemon(observers=...)`` (the engine calls them after each journaled
-    entry); ``attach`` hooks the lifecycle and health and starts the threads.
+    ``observers`` go to ``Daemon(observers=...)`` (the engine calls them with each journaled
+    entry once its turn has committed); ``attach`` hooks the lifecycle and health and starts the threads.
     """
 
     def __init__(self, settings: Any, *, env: Mapping[str, str] | None = None, clock: Clock | None = None,
