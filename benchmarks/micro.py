@@ -165,6 +165,7 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
                 paced_ns.append(through_engine(fresh(index)))
         rehearsed_ns: list[int] = []
         engine.rehearse_every_s = REHEARSE_EVERY_S
+        engine.rehearse_sync = True                  # as the daemon does by default (engine.rehearse_sync)
         engine.rehearse_hooks = (rehearse_decode,)   # as the daemon does (its other hook signs: no REST here)
         # Rehearsals run only while a quote may come: an own RFQ open, as in the tick benchmark.
         engine.handle(RfqUpdate(clock.now_ms(), Rfq("MICRO-OPEN", buy_ccy="BTC", sell_ccy="USDT",
@@ -174,7 +175,7 @@ def run_micro(iterations: int = 2000, profile_path: Path | None = None,
             for index in range(iterations * 2 + paced, iterations * 2 + paced * 2):
                 time.sleep(IDLE_BEFORE_S)
                 rehearsed_ns.append(through_engine(fresh(index)))
-        engine.rehearse_every_s = 0.0
+        engine.rehearse_every_s, engine.rehearse_sync = 0.0, False
         rehearsals = engine.rehearsals
         if profile_path:                           # a separate pass, profiled, not timed
             profiler = cProfile.Profile()

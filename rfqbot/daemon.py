@@ -185,6 +185,7 @@ class Daemon:
         marketplace = self.marketplace
         self.engine = Engine(self.journal, s.chains, s.risk, self.actions, marketplace.venue_clock, pairs,
                              s.engine.min_time_left_ms, rehearse_every_s=s.engine.rehearse_every_ms / 1000,
+                             rehearse_sync=s.engine.rehearse_sync,
                              rehearse_hooks=(
                                  rehearse_decode,
                                  lambda ev: marketplace.rehearse_accept(ev.rfq_id, ev.quotes[0].quote_id)))

@@ -4,6 +4,7 @@ while idle."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -120,6 +121,71 @@ def test_engine_rehearse_every_ms_setting():
     with pytest.raises(ConfigError) as caught:
         load_config_text("engine:\n  rehearse_every_ms: 5000\n", file="c.yaml")
     assert "engine.rehearse_every_ms" in str(caught.value)
+
+
+def test_engine_rehearse_sync_setting():
+    assert load_config_text("", file="c.yaml").engine.rehearse_sync is True
+    assert load_config_text("engine:\n  rehearse_sync: false\n", file="c.yaml").engine.rehearse_sync is False
+    with pytest.raises(ConfigError) as caught:
+        load_config_text("engine:\n  rehearse_sync: sometimes\n", file="c.yaml")
+    assert "engine.rehearse_sync" in str(caught.value)
+
+
+def _record_fdatasync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``os.fdatasync`` is called on from now on (it still runs)."""
+    flushed: list[str] = []
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+    return flushed
+
+
+def test_warm_sync_flushes_the_wal_only_with_full_durability(tmp_path, monkeypatch):
+    from rfqbot.clock import FakeClock
+    from rfqbot.journal.store import Journal
+    flushed = _record_fdatasync(monkeypatch)
+    full = Journal(tmp_path / "full.db", FakeClock())
+    normal = Journal(tmp_path / "normal.db", FakeClock(), synchronous="normal")
+    try:
+        full.append("x", source="test", payload={})
+        normal.append("x", source="test", payload={})
+        assert full.warm_sync() is True and full.warm_sync() is True
+        assert normal.warm_sync() is False
+        assert flushed == [str((tmp_path / "full.db-wal").resolve())] * 2
+    finally:
+        full.close()
+        normal.close()
+
+
+def test_each_rehearsal_keeps_the_flush_path_warm_when_asked(tmp_path, monkeypatch):
+    h = Harness(tmp_path)
+    flushed = _record_fdatasync(monkeypatch)
+    assert h.engine.rehearse(h.now) is True and flushed == []      # off unless asked (the daemon asks)
+    h.engine.rehearse_sync = True
+    assert h.engine.rehearse(h.now) is True and h.engine.rehearse(h.now) is True
+    assert flushed == [str(h.path.resolve()) + "-wal"] * 2
+    h.journal.close()
+
+
+def test_a_failing_flush_turns_only_the_warm_up_off(tmp_path, monkeypatch):
+    h = Harness(tmp_path)
+    h.engine.rehearse_sync = True
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    assert h.engine.rehearse(h.now) is True
+    assert h.engine.rehearse_sync is False and h.engine.rehearsal_off_reason is None
+    monkeypatch.undo()
+    assert h.engine.rehearse(h.now) is True and h.engine.rehearsals == 2
+    h.best(h.quote("Q1", "90", 1))                                   # deciding goes on
+    assert h.actions.accepts == [("accept", "R1", "Q1")]
+    h.journal.close()
 
 
 def test_the_made_up_frame_is_one_the_decoder_takes_as_the_made_up_quote(tmp_path):

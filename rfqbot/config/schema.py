@@ -165,6 +165,9 @@ class EngineSettings(_Strict):
     # While idle, a dry run of the decision path (rolled back) this often keeps it in the CPU
     # caches: ~0.3 ms of one core each time. 0 = off. See rfqbot.engine.rehearsal.
     rehearse_every_ms: int = Field(default=5, ge=0, le=1000)
+    # Each rehearsal also flushes the journal's (already synced) WAL file, keeping the disk's
+    # flush path warm for the next decision's fsync (synchronous: full only). See Journal.warm_sync.
+    rehearse_sync: bool = True
 
 
 class ReconcileSettings(_Strict):

@@ -72,7 +72,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
 
     def __init__(self, journal: Journal, chains: ChainSet | None, risk: Any, actions: Any, venue_clock: VenueClock,
                  pairs: Iterable[Pair], min_time_left_ms: int = 1000, *, observer: Observer | None = None,
-                 burst: int = 256, rehearse_every_s: float = 0.0,
+                 burst: int = 256, rehearse_every_s: float = 0.0, rehearse_sync: bool = False,
                  rehearse_hooks: Iterable[Callable[[BestQuotes], None]] = ()) -> None:
         self.journal = journal
         self.chains = chains if chains is not None else ChainSet({})
@@ -111,6 +111,7 @@ class Engine(DecisionHandlers, PassiveHandlers, RehearsalHandlers):
         # Idle rehearsals of the decision path (rfqbot.engine.rehearsal): every this many seconds
         # while the queue is empty; 0 = never.
         self.rehearse_every_s = float(rehearse_every_s)
+        self.rehearse_sync = rehearse_sync   # each rehearsal also runs Journal.warm_sync
         self.rehearsing = False
         self.rehearsal_rfq: OwnRfq | None = None
         self._useful_cache: bool | None = None

@@ -179,6 +179,7 @@ class Journal:
         self._pending: list[tuple[Any, ...]] = []  # events rows of the open batch, not yet inserted
         self._pending_ops: list[tuple[EventRow, list[Op]]] = []  # their projections, not yet applied
         self._rehearsing = False   # inside rehearsal(): a failed projection fails it (_apply_projection)
+        self._wal_fd: int | None = None   # see warm_sync
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._busy_retry_s = float(busy_retry_s)
         self._writer_lock = WriterLock(self.path)
@@ -570,6 +571,25 @@ class Journal:
                 return False
             return True
 
+    def warm_sync(self) -> bool:
+        """Flush the WAL file to the disk once more, between commits; True when it did.
+
+        Why: on an idle machine the first fsync after a quiet spell is several times slower
+        than one right after another (measured here: a commit's fsync 0.5-0.7 ms p50, 1.2-1.6
+        ms p90 after 150 ms idle; 0.39 / 0.5 ms with this every 5 ms), and a decision waits for
+        its commit's fsync before its accept may leave. The engine's idle rehearsals call this
+        (``engine.rehearse_sync``) to keep that path warm. A FULL commit left the WAL synced,
+        so nothing new is written: the disk only confirms its cache is flushed. With
+        ``synchronous=NORMAL`` commits do not fsync: nothing to keep warm, nothing done.
+        ``OSError`` from the flush propagates (the caller turns the warm-up off)."""
+        if self.synchronous != "full":
+            return False
+        with self._lock:
+            if self._wal_fd is None:
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            os.fdatasync(self._wal_fd)
+        return True
+
     def close(self) -> None:
         with self._lock:
             try:
@@ -577,6 +597,9 @@ class Journal:
             except sqlite3.Error as exc:
                 log.warning("journal.checkpoint_failed", error=str(exc))
             self._conn.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
             self._writer_lock.release()
 
 
